@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv on first use (tools/setup_env.sh; the first run compiles
+# mmcv's ops once, ~10-13 min) and take seconds to set up afterwards.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@bash tools/setup_env.sh
+
+demo: setup
+	$(PY) -m brefine demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/head.py
+
+clean:
+	rm -rf $(VENV) work_dirs .pytest_cache

@@ -1,0 +1,3 @@
+from brefine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,17 @@
+# Cityscapes instances in COCO format (MMDetection's conversion:
+# tools/dataset_converters/cityscapes.py), evaluated with COCO AP and the
+# official Cityscapes AP. data_root: $CITYSCAPES_ROOT or --data-root.
+_base_ = 'mmdet::_base_/datasets/cityscapes_instance.py'
+
+data_root = '{{$CITYSCAPES_ROOT:data/cityscapes/}}'
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = [
+    dict(type='CocoMetric',
+         ann_file=data_root + 'annotations/instancesonly_filtered_gtFine_val.json',
+         metric=['bbox', 'segm']),
+    dict(type='CityScapesMetric', seg_prefix=data_root + 'gtFine/val',
+         outfile_prefix='./work_dirs/cityscapes_metric/instance'),
+]
+test_evaluator = val_evaluator

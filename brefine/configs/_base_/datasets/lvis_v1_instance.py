@@ -1,0 +1,10 @@
+# LVIS v1 instances (MMDetection's base: class-balanced repeat-factor
+# sampling, LVISMetric with APr/APc/APf). data_root: $LVIS_ROOT or --data-root.
+_base_ = 'mmdet::_base_/datasets/lvis_v1_instance.py'
+
+data_root = '{{$LVIS_ROOT:data/lvis_v1/}}'
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/lvis_v1_val.json')
+test_evaluator = val_evaluator

@@ -1,0 +1,47 @@
+# The built-in synthetic dataset (brefine.data.synthetic): COCO format,
+# 128 px images, 5 shape classes. `brefine data synth --out DIR` writes it;
+# the demo and the search generate it into the cache when missing.
+_base_ = './coco_instance.py'
+
+data_root = '{{$BREFINE_SYNTH_ROOT:data/synthetic/}}'
+train_ann_file = 'annotations/train.json'
+val_ann_file = 'annotations/val.json'
+train_img_prefix = 'images/'
+val_img_prefix = 'images/'
+metainfo = dict(classes=('blob', 'star', 'crescent', 'ring', 'cross'))
+image_size = (128, 128)
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_size, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    batch_sampler=None,
+    dataset=dict(
+        data_root=data_root, ann_file=train_ann_file, metainfo=metainfo,
+        data_prefix=dict(img=train_img_prefix),
+        filter_cfg=dict(filter_empty_gt=True, min_size=0),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root, ann_file=val_ann_file, metainfo=metainfo,
+        data_prefix=dict(img=val_img_prefix), pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + val_ann_file)
+test_evaluator = val_evaluator

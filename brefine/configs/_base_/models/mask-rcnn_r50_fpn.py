@@ -1,0 +1,8 @@
+# Mask R-CNN R50-FPN, exactly MMDetection's; BRefine's keys are declared as
+# None so that every config carries them (setting them on a baseline is an
+# error that names the key, see brefine.configs.apply_hyperparameters).
+_base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
+
+num_stages = None
+boundary_lambda = None
+rpn_weight = None

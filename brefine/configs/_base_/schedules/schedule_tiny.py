@@ -1,0 +1,13 @@
+# 300 iterations of 4 images, validation every 100: a few CPU minutes.
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=300, milestones=[200, 270], gamma=0.1),
+]
+auto_scale_lr = dict(enable=False, base_batch_size=4)

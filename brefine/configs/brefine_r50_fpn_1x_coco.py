@@ -1,0 +1,8 @@
+# BRefine R50-FPN 1x on COCO 2017 (Table 1, second row): fusion mask head with
+# 3 stages + BRank & Sort.
+_base_ = [
+    './_base_/models/brefine_r50_fpn.py',
+    './_base_/datasets/coco_instance.py',
+    './_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]

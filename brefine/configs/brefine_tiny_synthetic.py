@@ -1,0 +1,36 @@
+# Tiny BRefine (full: fusion head + BRank & Sort) for CPU tests, the demo and
+# the embedded search: ResNet-18 at a quarter of the width, random init,
+# 128 px images of the built-in synthetic dataset. Not for reporting numbers.
+_base_ = [
+    './_base_/models/brefine_r50_fpn.py',
+    './_base_/datasets/synthetic_instance.py',
+    './_base_/schedules/schedule_tiny.py',
+    './_base_/default_runtime_tiny.py',
+]
+
+num_stages = 3
+boundary_lambda = 1.0
+rpn_weight = 0.2
+num_classes = 5
+width = 32  # FPN / head channels
+
+model = dict(
+    data_preprocessor=dict(pad_size_divisor=32),
+    backbone=dict(
+        depth=18, base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=width),
+    rpn_head=dict(in_channels=width, feat_channels=width, rpn_weight=rpn_weight),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=width),
+        bbox_head=dict(in_channels=width, fc_out_channels=128, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=width),
+        mask_head=dict(
+            num_stages=num_stages, boundary_lambda=boundary_lambda, num_convs=2,
+            in_channels=width, conv_out_channels=width, num_classes=num_classes)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=512, max_per_img=256),
+        rcnn=dict(mask_size=14 * 2 ** (num_stages - 1))),
+    test_cfg=dict(
+        rpn=dict(nms_pre=512, max_per_img=256),
+        # a few hundred iterations do not calibrate RS scores up to 0.40
+        rcnn=dict(score_thr=0.05, max_per_img=50)))

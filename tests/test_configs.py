@@ -1,0 +1,96 @@
+"""Config loading, top-level hyperparameters and override validation."""
+
+import pytest
+
+from brefine.configs import ConfigError, list_configs, load_config, parse_overrides
+
+
+def test_every_shipped_config_loads_and_declares_the_hyperparameters():
+    names = list_configs()
+    assert {"brefine_r50_fpn_1x_coco", "mask-rcnn_r50_fpn_1x_coco",
+            "brefine_tiny_synthetic", "mask-rcnn_tiny_synthetic"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        for key in ("num_stages", "boundary_lambda", "rpn_weight"):
+            assert key in cfg, (name, key)
+
+
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+def test_num_stages_reaches_the_head_and_the_target_size(stages):
+    cfg = load_config("brefine_r50_fpn_1x_coco", {"num_stages": stages})
+    assert cfg.model.roi_head.mask_head.num_stages == stages
+    assert cfg.model.train_cfg.rcnn.mask_size == 14 * 2 ** (stages - 1)
+
+
+def test_lambda_and_rpn_weight_reach_the_model():
+    cfg = load_config("brefine_tiny_synthetic", {"boundary_lambda": 2.5, "rpn_weight": 0.1})
+    assert cfg.model.roi_head.mask_head.boundary_lambda == 2.5
+    assert cfg.model.rpn_head.rpn_weight == 0.1
+
+
+def test_brefine_uses_rank_and_sort_everywhere():
+    cfg = load_config("brefine_r50_fpn_1x_coco")
+    assert cfg.model.rpn_head.type == "RankBasedRPNHead"
+    assert cfg.model.roi_head.bbox_head.type == "RankBasedBBoxHead"
+    assert cfg.model.roi_head.mask_head.type == "FusionMaskHead"
+    assert cfg.model.train_cfg.rpn.sampler.type == "PseudoSampler"
+    assert cfg.model.roi_head.bbox_head.num_classes == 80
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"num_stages": 5}, "num_stages"),
+    ({"num_stages": 0}, "num_stages"),
+    ({"boundary_lambda": -1.0}, "boundary_lambda"),
+    ({"rpn_weight": 0.0}, "rpn_weight"),
+    ({"model.roi_head.no_such_key": 1}, "model.roi_head.no_such_key"),
+    ({"optim_wrapper.optimizer.lrr": 1}, "optim_wrapper.optimizer.lrr"),
+])
+def test_bad_overrides_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("brefine_tiny_synthetic", overrides)
+
+
+def test_baseline_refuses_brefine_keys():
+    with pytest.raises(ConfigError, match="num_stages"):
+        load_config("mask-rcnn_tiny_synthetic", {"num_stages": 2})
+
+
+def test_unknown_config_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="brefine_tiny_synthetic"):
+        load_config("no_such_config")
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.b=1", "c=[1, 2]", "d=text", "e=0.5"]) == \
+        {"a.b": 1, "c": [1, 2], "d": "text", "e": 0.5}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+@pytest.mark.parametrize("name", ["brefine_r50_fpn_1x_coco", "brefine_r50_fpn_1x_lvis-v1",
+                                  "mask-rcnn_r50_fpn_8e_cityscapes", "brefine_tiny_synthetic"])
+def test_data_root_moves_datasets_and_evaluators(name, tmp_path):
+    cfg = load_config(name, data_root=str(tmp_path / "root"))
+    new = str(tmp_path / "root") + "/"
+    assert cfg.data_root == new
+    evaluators = cfg.val_evaluator if isinstance(cfg.val_evaluator, list) else [cfg.val_evaluator]
+    for ev in evaluators:
+        for key in ("ann_file", "seg_prefix"):
+            if key in ev:
+                assert ev[key].startswith(new), (key, ev[key])
+    roots = []
+
+    def collect(node):
+        if isinstance(node, dict):
+            roots.extend(v for k, v in node.items() if k == "data_root")
+            for v in node.values():
+                collect(v)
+
+    collect(cfg.train_dataloader)
+    collect(cfg.val_dataloader)
+    assert roots and all(r == new for r in roots), roots
+
+
+def test_dataset_class_counts():
+    assert load_config("brefine_r50_fpn_1x_lvis-v1").model.roi_head.mask_head.num_classes == 1203
+    assert load_config("brefine_r50_fpn_8e_cityscapes").model.roi_head.bbox_head.num_classes == 8
