@@ -47,6 +47,49 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from brefine.engine.launch import mlflow_ui_hint, prepare_run, run_name
+    from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray, resolve_storage
+
+    scale = ScaleOptions(num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
+                         max_failures=args.max_failures)
+    scale.validate()
+    spec = prepare_run(args.config, parse_overrides(args.overrides), args.data_root,
+                       args.work_dir, args.mlflow_uri, args.experiment)
+    name = args.name or run_name(spec.config)
+    storage = resolve_storage(args.storage, spec.work_dir)
+    init_ray()
+    trainer = build_trainer(spec.worker_config(name, seed=args.seed), scale, name, storage)
+    print(f"training {spec.config} as '{name}' on {scale.num_workers} worker(s); "
+          f"checkpoints in {storage}/{name}")
+    result = trainer.fit()
+    if result.error is not None:
+        print(f"error: training failed: {result.error}", file=sys.stderr)
+        return 1
+    print("final metrics:", {k: v for k, v in (result.metrics or {}).items()})
+    if result.checkpoint is not None:
+        print(f"last checkpoint: {result.checkpoint.path}")
+    print(f"MLflow: {mlflow_ui_hint(spec)}")
+    return 0
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
+    parser.add_argument("--work-dir", default="work_dirs",
+                        help="logs, MLflow store and Ray results (default: work_dirs)")
+    parser.add_argument("--storage", help="Ray storage path for checkpoints and results: "
+                                          "a directory or s3://bucket/prefix "
+                                          "(default: <work dir>/ray_results)")
+    parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                             "else sqlite:///<work dir>/mlflow.db)")
+    parser.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
+    parser.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (DDP)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--max-failures", type=int, default=0,
+                        help="restarts from the last checkpoint after a worker dies (-1: no limit)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--iterations", type=int, default=5)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="one training run through Ray Train (DDP)")
+    _add_config_args(train)
+    _add_run_args(train)
+    train.add_argument("--name", help="run name (default: <config>-<time>)")
+    train.set_defaults(func=cmd_train)
 
     data = sub.add_parser("data", help="datasets: generate the built-in one, check one")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -73,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from brefine.engine.tracking import TrackingError
+
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ def toy_train(cfg: Config, iterations: int = 5, batch_size: int = 2, lr: float =
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10)
         optimizer.step()
-        record = dict(step=step, seconds=time.perf_counter() - started, **log_vars)
+        record = dict(step=step, seconds=time.perf_counter() - started,
+                      **{k: v.item() if torch.is_tensor(v) else float(v) for k, v in log_vars.items()})
         log(f"iter {step}/{iterations}  " + "  ".join(
             f"{k}={v:.4f}" for k, v in record.items() if k != "step"))
         yield record

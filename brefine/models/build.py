@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from torch import nn
 
 
@@ -16,5 +19,13 @@ def build_detector(cfg: Config, init_weights: bool = True) -> nn.Module:
 
     model = MODELS.build(cfg.model)
     if init_weights:
-        model.init_weights()
+        # MMEngine logs one INFO block per parameter when initialising; a
+        # Runner keeps that in its log file, here it would flood the console.
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
     return model

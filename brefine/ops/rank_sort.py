@@ -16,7 +16,7 @@ Here the same quantities come from three observations:
 Cost O((N + P) log N + P²) time and O(N + P²) memory; no N×P matrix is ever
 formed, and the results equal the per-positive loop up to float rounding
 (prefix sums are accumulated in float64 so that differences of large sums
-stay exact enough at N = 200 000).
+stay exact at N = 200 000; everything else runs in the logits' dtype).
 
 Labels follow the RS convention: IoU in (0, 1] for positives, 0 for
 negatives, −1 (any negative value) for ignored entries.
@@ -39,115 +39,110 @@ def smoothed_step(x: Tensor, delta: float) -> Tensor:
     return (x >= 0).to(x.dtype)
 
 
-def _sum_step_over_sorted(sorted_vals: Tensor, prefix: Tensor, weights_prefix: Tensor | None,
+def _sum_step_over_sorted(values: Tensor, weight_prefix: Tensor | None, moment_prefix: Tensor,
                           pivots: Tensor, delta: float, value_minus_pivot: bool) -> Tensor:
-    """Σ_k w_k · H(±(v_k − q)) for each pivot q, with v sorted ascending.
+    """Σ_k w_k · H(±(v_k − q)) for every pivot q, with ``values`` sorted ascending.
 
-    ``value_minus_pivot=True`` evaluates H(v_k − q) (the values lie to the right of
-    the pivot when they count); ``False`` evaluates H(q − v_k).
-
-    ``prefix`` is the exclusive prefix sum of the weights (length K+1) and
-    ``weights_prefix`` the exclusive prefix sum of weight·value (None means unit
-    weights, in which case ``prefix`` holds the prefix of the values and the
-    counts come from indices).
+    ``value_minus_pivot=True`` evaluates H(v_k − q), ``False`` H(q − v_k).
+    ``weight_prefix`` / ``moment_prefix`` are exclusive float64 prefix sums of
+    w_k and w_k·v_k; ``weight_prefix=None`` means unit weights (counts come
+    from the indices). Returns float64 sums, one per pivot.
     """
-    n = sorted_vals.numel()
-    q = pivots.to(sorted_vals.dtype).contiguous()
+    n = values.numel()
+
+    def weight(start: Tensor, stop: Tensor) -> Tensor:
+        if weight_prefix is None:
+            return (stop - start).to(torch.float64)
+        return weight_prefix[stop] - weight_prefix[start]
+
     if delta == 0:
         # H(v − q) = 1[v ≥ q]  /  H(q − v) = 1[v ≤ q]
         if value_minus_pivot:
-            lo = torch.searchsorted(sorted_vals, q, right=False)
-            return _range_weight(prefix, weights_prefix, lo, torch.full_like(lo, n))
-        hi = torch.searchsorted(sorted_vals, q, right=True)
-        return _range_weight(prefix, weights_prefix, torch.zeros_like(hi), hi)
+            lo = torch.searchsorted(values, pivots, right=False)
+            return weight(lo, torch.full_like(lo, n))
+        hi = torch.searchsorted(values, pivots, right=True)
+        return weight(torch.zeros_like(hi), hi)
 
-    lo = torch.searchsorted(sorted_vals, q - delta, right=True)
-    hi = torch.searchsorted(sorted_vals, q + delta, right=False)
-    count_mid, sum_mid = _range_moments(prefix, weights_prefix, lo, hi)
-    qd = q.to(torch.float64)
+    lo = torch.searchsorted(values, pivots - delta, right=True)
+    hi = torch.searchsorted(values, pivots + delta, right=False)
+    # values in (q − δ, q + δ) count linearly, beyond it fully on one side
+    mid_weight = weight(lo, hi)
+    mid_moment = moment_prefix[hi] - moment_prefix[lo]
+    q = pivots.to(torch.float64)
     if value_minus_pivot:
-        # values ≥ q + δ count fully; those in (q − δ, q + δ) linearly.
-        count_full, _ = _range_moments(prefix, weights_prefix, hi, torch.full_like(hi, n))
-        linear = (sum_mid - count_mid * qd) / (2 * delta) + 0.5 * count_mid
+        full = weight(hi, torch.full_like(hi, n))
+        linear = (mid_moment - mid_weight * q) / (2 * delta)
     else:
-        count_full, _ = _range_moments(prefix, weights_prefix, torch.zeros_like(lo), lo)
-        linear = (count_mid * qd - sum_mid) / (2 * delta) + 0.5 * count_mid
-    return count_full + linear
-
-
-def _range_moments(prefix: Tensor, weights_prefix: Tensor | None, start: Tensor,
-                   stop: Tensor) -> tuple[Tensor, Tensor]:
-    """(Σ w, Σ w·v) over sorted positions [start, stop)."""
-    if weights_prefix is None:
-        return (stop - start).to(torch.float64), prefix[stop] - prefix[start]
-    return prefix[stop] - prefix[start], weights_prefix[stop] - weights_prefix[start]
-
-
-def _range_weight(prefix: Tensor, weights_prefix: Tensor | None, start: Tensor,
-                  stop: Tensor) -> Tensor:
-    return _range_moments(prefix, weights_prefix, start, stop)[0]
+        full = weight(torch.zeros_like(lo), lo)
+        linear = (mid_weight * q - mid_moment) / (2 * delta)
+    return full + linear + 0.5 * mid_weight
 
 
 def _exclusive_cumsum(x: Tensor) -> Tensor:
     out = torch.zeros(x.numel() + 1, dtype=torch.float64, device=x.device)
-    torch.cumsum(x.to(torch.float64), 0, out=out[1:])
+    torch.cumsum(x, 0, dtype=torch.float64, out=out[1:])
     return out
 
 
 def _rank_sort_forward(logits: Tensor, labels: Tensor, delta: float
                        ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns (ranking loss, sorting loss, identity-update gradient), all float64."""
-    grad = torch.zeros(logits.shape, dtype=torch.float64, device=logits.device)
-    zero = grad.new_zeros(())
-    pos_mask = labels > 0
-    num_pos = int(pos_mask.sum())
-    if num_pos == 0:
-        return zero, zero, grad
+    """Returns (ranking loss, sorting loss, identity-update gradient).
 
-    s_pos = logits[pos_mask].to(torch.float64)
-    y_pos = labels[pos_mask].to(torch.float64)
+    Work happens in the logits' dtype; only prefix sums (and the differences
+    taken from them) run in float64, where cancellation would otherwise bite.
+    """
+    dtype = logits.dtype
+    grad = torch.zeros_like(logits)
+    pos_mask = labels > 0
+    s_pos = logits[pos_mask]
+    num_pos = s_pos.numel()
+    if num_pos == 0:
+        zero = logits.new_zeros(())
+        return zero, zero, grad
+    y_pos = labels[pos_mask].to(dtype)
     neg_mask = (labels == 0) & (logits >= s_pos.min() - delta)
-    s_neg = logits[neg_mask].to(torch.float64)
+    s_neg_sorted, neg_order = torch.sort(logits[neg_mask])
 
     # positives vs positives, dense P×P: h_pp[i, j] = H(s_j − s_i)
     h_pp = smoothed_step(s_pos[None, :] - s_pos[:, None], delta)
     rank_pos = h_pp.sum(1)
     not_iou = 1.0 - y_pos
-
-    # positives vs relevant negatives through the sorted negatives
-    s_neg_sorted, _ = torch.sort(s_neg)
-    neg_prefix = _exclusive_cumsum(s_neg_sorted)
-    fp = _sum_step_over_sorted(s_neg_sorted, neg_prefix, None, s_pos, delta, value_minus_pivot=True)
-
-    ranking_error = fp / (rank_pos + fp)
-
     current_sorting = (h_pp @ not_iou) / rank_pos
-    not_lower = (y_pos[None, :] >= y_pos[:, None]).to(torch.float64)
-    target_order = h_pp * not_lower
+    lower_iou = y_pos[None, :] < y_pos[:, None]  # (i, j): y_j < y_i
+    target_order = h_pp.masked_fill(lower_iou, 0)
     target_sorting = (target_order @ not_iou) / target_order.sum(1)
     sorting_error = current_sorting - target_sorting
+    del target_order
+    # mis-sorted: ranked at or above i (h_ij > 0) with lower IoU; h_pp's
+    # memory is reused, it is not needed any more
+    missorted = h_pp.mul_(lower_iou)
+    missorted_mass = missorted.sum(1)
+
+    # positives vs relevant negatives through the sorted negatives
+    fp = _sum_step_over_sorted(s_neg_sorted, None, _exclusive_cumsum(s_neg_sorted), s_pos,
+                               delta, value_minus_pivot=True).to(dtype)
+    ranking_error = fp / (rank_pos + fp)
 
     has_fp = fp > _EPS
+    zero = logits.new_zeros(())
     grad_pos = -torch.where(has_fp, ranking_error, zero)
 
-    # negatives: Σ_i c_i H(s_j − s_i) with c_i = ℓ_R(i) / FP_i
+    # negatives: Σ_i c_i H(s_j − s_i) with c_i = ℓ_R(i) / FP_i, pivots in sorted order
     coeff = torch.where(has_fp, ranking_error / fp.clamp_min(_EPS), zero)
-    order = torch.argsort(s_pos)
-    s_pos_sorted = s_pos[order]
-    coeff_sorted = coeff[order]
-    grad_neg = _sum_step_over_sorted(
-        s_pos_sorted, _exclusive_cumsum(coeff_sorted),
-        _exclusive_cumsum(coeff_sorted * s_pos_sorted), s_neg, delta, value_minus_pivot=False)
+    s_pos_sorted, pos_order = torch.sort(s_pos)
+    coeff_sorted = coeff[pos_order]
+    grad_neg_sorted = _sum_step_over_sorted(
+        s_pos_sorted, _exclusive_cumsum(coeff_sorted), _exclusive_cumsum(coeff_sorted * s_pos_sorted),
+        s_neg_sorted, delta, value_minus_pivot=False)
 
-    # mis-sorted positives: ranked at or above i (h_ij > 0) with lower IoU
-    missorted = h_pp * (1.0 - not_lower)
-    missorted_mass = missorted.sum(1)
     has_missorted = missorted_mass > _EPS
     sort_coeff = torch.where(has_missorted, sorting_error / missorted_mass.clamp_min(_EPS), zero)
     grad_pos = grad_pos - torch.where(has_missorted, sorting_error, zero) + sort_coeff @ missorted
 
     grad[pos_mask] = grad_pos / num_pos
-    grad[neg_mask] = grad_neg / num_pos
+    grad_neg = torch.empty_like(s_neg_sorted)
+    grad_neg[neg_order] = (grad_neg_sorted / num_pos).to(dtype)
+    grad[neg_mask] = grad_neg
     return ranking_error.mean(), sorting_error.mean(), grad
 
 
@@ -170,8 +165,8 @@ class RankSort(torch.autograd.Function):
         if delta < 0:
             raise ValueError(f"delta must be >= 0, got {delta}")
         ranking, sorting, grad = _rank_sort_forward(logits.detach(), labels.detach(), delta)
-        ctx.save_for_backward(grad.to(logits.dtype))
-        return ranking.to(logits.dtype), sorting.to(logits.dtype)
+        ctx.save_for_backward(grad)
+        return ranking, sorting
 
     @staticmethod
     def backward(ctx, grad_ranking: Tensor, grad_sorting: Tensor):

@@ -3,6 +3,8 @@
 # official Cityscapes AP. data_root: $CITYSCAPES_ROOT or --data-root.
 _base_ = 'mmdet::_base_/datasets/cityscapes_instance.py'
 
+# MLflow experiment of runs on this dataset
+dataset_name = 'cityscapes'
 data_root = '{{$CITYSCAPES_ROOT:data/cityscapes/}}'
 train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root))

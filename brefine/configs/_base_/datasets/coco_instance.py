@@ -1,6 +1,8 @@
 # COCO 2017 instances. data_root: $COCO_ROOT, or `--data-root` / `--set
 # data_root=...` on the command line (brefine.configs.apply_data_root).
 dataset_type = 'CocoDataset'
+# MLflow experiment of runs on this dataset
+dataset_name = 'coco'
 data_root = '{{$COCO_ROOT:data/coco/}}'
 train_ann_file = 'annotations/instances_train2017.json'
 val_ann_file = 'annotations/instances_val2017.json'

@@ -2,6 +2,8 @@
 # sampling, LVISMetric with APr/APc/APf). data_root: $LVIS_ROOT or --data-root.
 _base_ = 'mmdet::_base_/datasets/lvis_v1_instance.py'
 
+# MLflow experiment of runs on this dataset
+dataset_name = 'lvis_v1'
 data_root = '{{$LVIS_ROOT:data/lvis_v1/}}'
 train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root))

@@ -3,6 +3,8 @@
 # the demo and the search generate it into the cache when missing.
 _base_ = './coco_instance.py'
 
+# MLflow experiment of runs on this dataset
+dataset_name = 'synthetic'
 data_root = '{{$BREFINE_SYNTH_ROOT:data/synthetic/}}'
 train_ann_file = 'annotations/train.json'
 val_ann_file = 'annotations/val.json'

@@ -1,0 +1,91 @@
+"""The Ray Train worker: one MMEngine Runner per worker, DDP over Ray's group.
+
+``train_loop_per_worker(config)`` is a plain function. Ray has already
+created the process group (gloo on CPU, NCCL on GPU) when it runs; the Runner
+sees it initialised and uses it. Scaling, storage and failure handling live
+in the trainer's configs (:mod:`brefine.engine.trainer`), not here.
+
+``config`` keys:
+    config, overrides, data_root: what :func:`brefine.configs.load_config` takes.
+    work_dir: local directory for logs (one sub-directory per run).
+    run_name: MLflow run name and work-dir sub-directory.
+    seed: random seed.
+    mlflow: None, or dict(tracking_uri, experiment, artifact_location,
+        parent_run_id, params, tags).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from brefine.configs import load_config
+
+from .hooks import CHECKPOINT_FILE, TRACKING_FILE, MLflowTrackingHook, RayTrainReportHook
+
+
+def _restore(work_dir: Path) -> tuple[Optional[Path], Optional[str]]:
+    """The checkpoint Ray hands a (re)started worker, copied locally, and its MLflow run."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None, None
+    target = work_dir / "restored"
+    target.mkdir(parents=True, exist_ok=True)
+    with checkpoint.as_directory() as src:
+        shutil.copy2(Path(src) / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
+        tracking = Path(src) / TRACKING_FILE
+        run_id = json.loads(tracking.read_text())["run_id"] if tracking.is_file() else None
+    return target / CHECKPOINT_FILE, run_id
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    import ray.train
+    from mmengine.runner import Runner
+
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    # MMEngine reads these; Ray's torch backend sets the group up but not all of them.
+    os.environ.setdefault("LOCAL_RANK", str(ctx.get_local_rank()))
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world_size))
+
+    cfg = load_config(config["config"], config.get("overrides"), config.get("data_root"))
+    work_dir = Path(config["work_dir"]) / config["run_name"]
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = "pytorch" if world_size > 1 else "none"
+    cfg.model_wrapper_cfg = dict(type="DeviceAwareDDP")
+    cfg.randomness = dict(seed=config.get("seed", 0), deterministic=False)
+    # Ray owns checkpoints (RayTrainReportHook, CheckpointConfig); MMEngine's
+    # own would write every model twice.
+    cfg.default_hooks.checkpoint = None
+    cfg.setdefault("custom_imports", dict(imports=["brefine.models"], allow_failed_imports=False))
+
+    restored, run_id = _restore(work_dir)
+    if restored is not None:
+        cfg.load_from = str(restored)
+        cfg.resume = True
+
+    runner = Runner.from_cfg(cfg)
+    tracking = None
+    if rank == 0 and config.get("mlflow"):
+        mlflow_cfg = dict(config["mlflow"])
+        tags = dict(mlflow_cfg.pop("tags", {}) or {})
+        parent = mlflow_cfg.pop("parent_run_id", None)
+        if parent:
+            tags["mlflow.parentRunId"] = parent
+        params = dict(mlflow_cfg.pop("params", {}) or {}, seed=config.get("seed", 0))
+        tracking = MLflowTrackingHook(run_name=config["run_name"], params=params, tags=tags,
+                                      run_id=run_id, **mlflow_cfg)
+        runner.register_hook(tracking)
+    runner.register_hook(RayTrainReportHook(tracking))
+    try:
+        runner.train()
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("FAILED")
+        raise

@@ -1,0 +1,118 @@
+"""Ray Train workers (DDP over gloo) with MLflow tracking, on CPU."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from brefine.data.synthetic import write_synthetic_dataset
+from brefine.engine.launch import prepare_run
+from brefine.engine.tracking import TrackingError
+from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    init_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
+
+
+def short_run(tiny_data, work_dir, iters, val_interval):
+    return prepare_run("brefine_tiny_synthetic",
+                       {"train_cfg.max_iters": iters, "train_cfg.val_interval": val_interval},
+                       data_root=tiny_data, work_dir=work_dir)
+
+
+def only_run(spec):
+    client = MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name(spec.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return client, runs[0]
+
+
+def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, tmp_path):
+    spec = short_run(tiny_data, tmp_path, iters=4, val_interval=2)
+    trainer = build_trainer(spec.worker_config("two-workers"), ScaleOptions(num_workers=2),
+                            "two-workers", str(tmp_path / "ray"))
+    result = trainer.fit()
+    assert result.error is None
+    assert result.metrics["iteration"] == 4
+    assert "coco/segm_mAP" in result.metrics and "coco/bbox_mAP" in result.metrics
+    with result.checkpoint.as_directory() as ckpt:
+        state = torch.load(Path(ckpt) / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert state["meta"]["iter"] == 4
+    assert any(k.startswith("roi_head.mask_head.stage_modules") for k in state["state_dict"])
+
+    client, run = only_run(spec)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["world_size"] == "2"
+    assert run.data.params["effective_batch_size"] == str(2 * spec.cfg.train_dataloader.batch_size)
+    assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(run.data.params) or \
+        run.data.params.get("seed") == "0"
+    assert {"train/loss", "train/loss_mask", "train/mask_lambda", "train/lr",
+            "val/coco/segm_mAP"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
+    assert artifacts == {"config/config.py"}
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert "figures/loss_curves.png" in figures
+
+
+def ray_worker_pids():
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(b"ray::RayTrainWorker"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_path):
+    spec = short_run(tiny_data, tmp_path, iters=30, val_interval=10)
+    storage = tmp_path / "ray"
+    trainer = build_trainer(spec.worker_config("resilient"),
+                            ScaleOptions(num_workers=2, max_failures=1), "resilient", str(storage))
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()))
+    thread.start()
+    # kill once Ray has registered a checkpoint (the controller's snapshot names it)
+    snapshot = storage / "resilient" / "checkpoint_manager_snapshot.json"
+    deadline = time.time() + 600
+    while not snapshot.is_file() and time.time() < deadline:
+        time.sleep(0.5)
+    pids = ray_worker_pids()
+    assert pids, "no Ray Train worker process found to kill"
+    os.kill(pids[0], signal.SIGKILL)
+    thread.join(timeout=900)
+    result = outcome["result"]
+    assert result.error is None
+    assert result.metrics["iteration"] == 30
+
+    _, run = only_run(spec)  # the restarted worker continued the same MLflow run
+    assert run.info.status == "FINISHED"
+    restarted_at = int(run.data.tags["restarted_at_iteration"])
+    assert 10 <= restarted_at < 30
+
+
+def test_unreachable_mlflow_fails_before_ray(tiny_data, tmp_path):
+    with pytest.raises(TrackingError, match="127.0.0.1:9"):
+        prepare_run("brefine_tiny_synthetic", data_root=tiny_data, work_dir=tmp_path,
+                    mlflow_uri="http://127.0.0.1:9")

@@ -1,0 +1,87 @@
+"""tune/search.py: bad input fails before Ray; a small ASHA search end to end."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ROOT / "tune" / "search.py"
+sys.path.insert(0, str(ROOT / "tune"))
+
+import search  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from brefine.data.synthetic import write_synthetic_dataset
+
+    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "model.no_such_key=1"], "model.no_such_key"),
+    (["--lambda-range", "2", "1"], "--lambda-range"),
+    (["--lambda-range", "1", "1"], "--lambda-range"),
+    (["--rpn-weight-range", "0", "0.5"], "--rpn-weight-range"),
+    (["--stages", "2", "5"], "--stages"),
+    (["--set", "num_stages=7"], "num_stages"),
+    (["--mlflow-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
+    (["--resume"], "--name"),
+])
+def test_bad_input_fails_fast_without_ray(args, message, tiny_data, tmp_path, capsys):
+    import ray
+
+    code = search.main(["--data-root", tiny_data, "--work-dir", str(tmp_path), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+def run_search(tmp_path, tiny_data, *extra, timeout=1200):
+    cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
+           "--num-samples", "3", "--max-concurrent", "1", "--stages", "1", "2",
+           "--set", "train_cfg.max_iters=6", "--set", "train_cfg.val_interval=2",
+           "--set", "param_scheduler.1.end=6", "--set", "param_scheduler.1.milestones=[5]",
+           *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
+    proc = run_search(tmp_path, tiny_data, "--name", "s1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "best trial:" in proc.stdout
+
+    table = pd.read_parquet(tmp_path / "ray_results" / "s1" / "trials.parquet")
+    assert len(table) == 3
+    assert set(table["status"]) <= {"FINISHED", "STOPPED"}
+    assert {"boundary_lambda", "rpn_weight", "num_stages", "iterations", "wall_time_s",
+            "best_coco/segm_mAP"} <= set(table.columns)
+    assert (tmp_path / "ray_results" / "s1" / "summary.md").is_file()
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("synthetic")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("brefine.role") == "search"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["space.num_stages"] == "choice[1, 2]"
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
+    assert {"search/trials.parquet", "search/summary.md", "search/search.png",
+            "search/best_config.py"} <= parent_artifacts
+
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["ray.trial_id"] in set(table["trial_id"])
+        assert child.data.tags["brefine.stopped_early"] in {"true", "false"}
+        assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(child.data.params)
+        assert "train/loss" in child.data.metrics and "val/coco/segm_mAP" in child.data.metrics
+        assert client.list_artifacts(child.info.run_id, "config")
+    assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
