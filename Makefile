@@ -10,7 +10,7 @@ setup:
 	@bash tools/setup_env.sh
 
 demo: setup
-	$(PY) -m brefine demo
+	$(PY) tune/search.py
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -19,7 +19,8 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/head.py
+	$(PY) benchmarks/rank_sort.py
+	$(PY) benchmarks/head.py --repeats 2
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache

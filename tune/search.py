@@ -128,20 +128,20 @@ def finalize_children(client, experiment_id: str, parent_id: str, results, max_i
                 by_trial[trial_id] = result
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
     for run in runs:
-        trial_id = run.data.tags.get(TRIAL_TAG)
-        result = by_trial.get(trial_id)
+        run_id = run.info.run_id
+        result = by_trial.get(run.data.tags.get(TRIAL_TAG))
         if result is not None and result.error is not None:
             if run.info.status != "FAILED":
-                client.set_terminated(run.info.run_id, "FAILED")
+                client.set_terminated(run_id, "FAILED")
             continue
-        if run.info.status != "RUNNING":
+        if result is None:  # never reported: the search ended before this trial got far
+            if run.info.status == "RUNNING":
+                client.set_terminated(run_id, "KILLED" if interrupted else "FAILED")
             continue
-        if interrupted and result is None:
-            client.set_terminated(run.info.run_id, "KILLED")
-            continue
-        reached = (result.metrics or {}).get("iteration", 0) if result is not None else 0
-        client.set_tag(run.info.run_id, STOPPED_TAG, str(reached < max_iters).lower())
-        client.set_terminated(run.info.run_id, "FINISHED")
+        reached = (result.metrics or {}).get("iteration", 0)
+        client.set_tag(run_id, STOPPED_TAG, str(reached < max_iters).lower())
+        if run.info.status == "RUNNING":  # ASHA stopped it: its workers were killed
+            client.set_terminated(run_id, "FINISHED")
 
 
 def trial_table(results, metric: str, max_iters: int):
@@ -310,7 +310,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     table = trial_table(results, metric, max_iters)
     best_row = table.sort_values(f"best_{metric}", ascending=False).iloc[0] \
         if table[f"best_{metric}"].notna().any() else None
-    best = {k: best_row[k] for k in ("trial_id", *HYPERPARAMETERS, f"best_{metric}")} \
+    best = {k: getattr(best_row[k], "item", lambda v=best_row[k]: v)()
+            for k in ("trial_id", *HYPERPARAMETERS, f"best_{metric}")} \
         if best_row is not None else None
     summary = summary_markdown(table, metric, best, search)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ the only way the platform reads configs.
 from __future__ import annotations
 
 import ast
+import numbers
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -75,36 +76,37 @@ def _check_key_exists(cfg: Config, dotted: str) -> None:
                               f"(config {cfg.filename})")
 
 
-def apply_hyperparameters(cfg: Config) -> Config:
-    """Write the top-level hyperparameters into the model, validating them."""
-    mask_head = cfg.model.get("roi_head", {}).get("mask_head", {})
-    rpn_head = cfg.model.get("rpn_head", {})
-    targets = {
-        "num_stages": (mask_head, "num_stages" in mask_head),
-        "boundary_lambda": (mask_head, "boundary_lambda" in mask_head),
-        "rpn_weight": (rpn_head, "rpn_weight" in rpn_head),
-    }
-    for key in HYPERPARAMETERS:
-        value = cfg.get(key)
-        section, supported = targets[key]
-        if value is None:
-            continue
-        if not supported:
-            raise ConfigError(f"{key}={value!r} is set but config {cfg.filename} has no part "
-                              f"that uses it (a Mask R-CNN baseline?)")
-        section[key] = value
+def _validated(key: str, value: Any) -> int | float:
+    """The value as a plain int/float, or ConfigError naming the key."""
+    if key == "num_stages":
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
+                or not 1 <= value <= 4:
+            raise ConfigError(f"num_stages must be an integer in 1..4, got {value!r}")
+        return int(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if key == "boundary_lambda" and not value >= 0:
+        raise ConfigError(f"boundary_lambda must be >= 0, got {value!r}")
+    if key == "rpn_weight" and not value > 0:
+        raise ConfigError(f"rpn_weight must be > 0, got {value!r}")
+    return float(value)
 
-    if cfg.get("num_stages") is not None:
-        stages = cfg.num_stages
-        if not isinstance(stages, int) or isinstance(stages, bool) or not 1 <= stages <= 4:
-            raise ConfigError(f"num_stages must be an integer in 1..4, got {stages!r}")
-        rcnn_train = cfg.model.get("train_cfg", {}).get("rcnn")
-        if rcnn_train is not None:
-            rcnn_train["mask_size"] = 14 * 2 ** (stages - 1)
-    if cfg.get("boundary_lambda") is not None and not float(cfg.boundary_lambda) >= 0:
-        raise ConfigError(f"boundary_lambda must be >= 0, got {cfg.boundary_lambda!r}")
-    if cfg.get("rpn_weight") is not None and not float(cfg.rpn_weight) > 0:
-        raise ConfigError(f"rpn_weight must be > 0, got {cfg.rpn_weight!r}")
+
+def apply_hyperparameters(cfg: Config) -> Config:
+    """Validate the top-level hyperparameters and write them into the model."""
+    mask_head = cfg.model.get("roi_head", {}).get("mask_head", {})
+    sections = {"num_stages": mask_head, "boundary_lambda": mask_head,
+                "rpn_weight": cfg.model.get("rpn_head", {})}
+    for key, section in sections.items():
+        if cfg.get(key) is None:
+            continue
+        if key not in section:
+            raise ConfigError(f"{key}={cfg[key]!r} is set but config {cfg.filename} has no part "
+                              f"that uses it (a Mask R-CNN baseline?)")
+        cfg[key] = section[key] = _validated(key, cfg[key])
+    rcnn_train = cfg.model.get("train_cfg", {}).get("rcnn")
+    if cfg.get("num_stages") is not None and rcnn_train is not None:
+        rcnn_train["mask_size"] = 14 * 2 ** (cfg.num_stages - 1)
     return cfg
 
 

@@ -86,4 +86,7 @@ def init_ray(num_cpus: Optional[int] = None) -> None:
         ray.init(address=address, runtime_env={"env_vars": env})
     else:
         os.environ.update(env)  # the local raylet's processes inherit it
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env})
+        # The dashboard stays on: Ray Train's placement-group cleaner asks the
+        # State API it serves, and without it a finished run's resources are
+        # never released (the next trial then waits for ever).
+        ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env})
