@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from brefine.configs import ConfigError, load_config, parse_overrides
 
@@ -68,7 +69,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     print("final metrics:", {k: v for k, v in (result.metrics or {}).items()})
     if result.checkpoint is not None:
-        print(f"last checkpoint: {result.checkpoint.path}")
+        from brefine.engine.tracking import checkpoint_uri, tag_runs
+
+        uri = checkpoint_uri(result.checkpoint, storage)
+        tag_runs(spec.tracking_uri, spec.experiment, f"tags.`mlflow.runName` = '{name}'",
+                 {"checkpoint_uri": uri})
+        print(f"last checkpoint: {uri}")
     print(f"MLflow: {mlflow_ui_hint(spec)}")
     return 0
 
@@ -88,6 +94,16 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=int, default=0,
                         help="restarts from the last checkpoint after a worker dies (-1: no limit)")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from brefine.data.check import check_dataset
+
+    root = Path(args.path)
+    ann_file = Path(args.ann_file) if Path(args.ann_file).is_absolute() else root / args.ann_file
+    report = check_dataset(ann_file, root / args.img_prefix, full=not args.quick)
+    print(report.format(max_problems=args.max_problems))
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,15 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", type=int, default=5, help="shape classes, 1-5 (default 5)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.set_defaults(func=cmd_data_synth)
+    check = data_sub.add_parser("check", help="validate a COCO-format dataset and summarise it")
+    check.add_argument("path", help="dataset root")
+    check.add_argument("--ann-file", required=True,
+                       help="annotation json, absolute or relative to the root")
+    check.add_argument("--img-prefix", default="",
+                       help="image folder relative to the root (default: the root)")
+    check.add_argument("--quick", action="store_true",
+                       help="do not decode images and masks (what training checks)")
+    check.add_argument("--max-problems", type=int, default=50)
+    check.set_defaults(func=cmd_data_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from brefine.data.check import DatasetCheckError
     from brefine.engine.tracking import TrackingError
 
     try:
         return args.func(args)
-    except (ConfigError, TrackingError) as err:
+    except (ConfigError, TrackingError, DatasetCheckError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

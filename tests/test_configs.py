@@ -94,3 +94,14 @@ def test_data_root_moves_datasets_and_evaluators(name, tmp_path):
 def test_dataset_class_counts():
     assert load_config("brefine_r50_fpn_1x_lvis-v1").model.roi_head.mask_head.num_classes == 1203
     assert load_config("brefine_r50_fpn_8e_cityscapes").model.roi_head.bbox_head.num_classes == 8
+
+
+@pytest.mark.parametrize("name,ratio", [("brefine_r50_fpn_1x_coco", 0.02),
+                                        ("brefine_tiny_synthetic", 0.02),
+                                        ("brefine_r50_fpn_8e_cityscapes", 0.005)])
+def test_boundary_ap_is_evaluated_beside_coco_ap(name, ratio):
+    cfg = load_config(name)
+    evaluators = {ev["type"]: ev for ev in cfg.val_evaluator}
+    assert "CocoMetric" in evaluators
+    assert evaluators["BoundaryAPMetric"]["dilation_ratio"] == ratio
+    assert "brefine.evaluation" in cfg.custom_imports["imports"]

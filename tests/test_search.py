@@ -84,4 +84,24 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
         assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(child.data.params)
         assert "train/loss" in child.data.metrics and "val/coco/segm_mAP" in child.data.metrics
         assert client.list_artifacts(child.info.run_id, "config")
+        if child.data.tags["brefine.stopped_early"] == "false":
+            assert Path(child.data.tags["checkpoint_uri"]).is_dir()
     assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
+
+
+def test_failing_dataset_stops_the_search_before_ray(tiny_data, tmp_path, capsys):
+    import json
+    import shutil
+
+    import ray
+
+    root = tmp_path / "bad"
+    shutil.copytree(tiny_data, root)
+    ann_file = root / "annotations" / "val.json"
+    data = json.loads(ann_file.read_text())
+    (root / "images" / data["images"][0]["file_name"]).unlink()
+    code = search.main(["--data-root", str(root), "--work-dir", str(tmp_path / "w")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "brefine data check" in err and data["images"][0]["file_name"] in err
+    assert not ray.is_initialized()

@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from space import SearchSpace, SearchSpaceError  # noqa: E402
 
 from brefine.configs import HYPERPARAMETERS, ConfigError, parse_overrides  # noqa: E402
+from brefine.data.check import DatasetCheckError  # noqa: E402
 from brefine.engine.tracking import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG,  # noqa: E402
-                                     TrackingError, connect, environment_tags, flat_params)
+                                     TrackingError, checkpoint_uri, connect, environment_tags,
+                                     flat_params, tag_runs)
 
 SEARCH_TAG = "brefine.search"
 EMBEDDED_ITERS = 60
@@ -107,7 +109,12 @@ def trial_fn(hyper: dict, base: dict, scale, storage: str, search: str) -> None:
                                    tags={TRIAL_TAG: trial_id, SEARCH_TAG: search})
     trainer = build_trainer(worker_config, scale, name=f"{search}-train-{trial_id}",
                             storage_path=storage, callbacks=[TuneReportCallback()])
-    trainer.fit()
+    result = trainer.fit()
+    if result.checkpoint is not None:
+        mlflow_cfg = base["mlflow"]
+        tag_runs(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"],
+                 f"tags.`{TRIAL_TAG}` = '{trial_id}'",
+                 {"checkpoint_uri": checkpoint_uri(result.checkpoint, storage)})
 
 
 def find_parent_run(client, experiment_id: str, search: str) -> Optional[str]:
@@ -247,7 +254,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                        "pip install 'brefine[optuna]'") from None
         if args.resume and not args.name:
             raise SearchSpaceError("--resume needs the --name of the search to restore")
-    except (ConfigError, SearchSpaceError, TrackingError, ValueError) as err:
+    except (ConfigError, SearchSpaceError, TrackingError, DatasetCheckError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -78,9 +78,10 @@ def render_scene(rng: np.random.Generator, size: int = 128, num_classes: int = 5
     image = _texture(size, rng, rng.uniform(60, 200, 3), contrast=0.25)
     visible: list[np.ndarray] = []
     labels: list[int] = []
-    # radius ranges giving small / medium / large objects at this image size
+    # radius ranges giving COCO-small (< 32²), medium and large (> 96² px area)
+    # discs at 128 px; other sizes scale with the image
     scale = size / 128
-    radius_bins = [(3.5, 6), (7, 14), (16, 30)]
+    radius_bins = [(3.5, 9), (10, 28), (60, 80)]
     for _ in range(int(rng.integers(1, max_objects + 1))):
         label = int(rng.integers(num_classes))
         lo, hi = radius_bins[int(rng.integers(3))]

@@ -14,7 +14,14 @@ from mmengine.config import Config
 
 from brefine.configs import load_config, resolve_config_path
 
+from brefine.data.check import preflight
+
 from .tracking import connect, default_artifact_location, default_tracking_uri
+
+
+# datasets whose annotation files `brefine data check` understands (LVIS json
+# names images by URL and is checked by the lvis package when it loads)
+COCO_FORMAT_DATASETS = ("CocoDataset", "CityscapesDataset")
 
 
 @dataclass
@@ -47,7 +54,8 @@ def prepare_run(config: str, overrides: Optional[dict] = None, data_root: Option
                 experiment: Optional[str] = None) -> RunSpec:
     """Validate the config, make the built-in data if needed, reach MLflow.
 
-    Raises ConfigError (bad config/override), TrackingError (MLflow unreachable).
+    Raises ConfigError (bad config/override), DatasetCheckError (the data
+    fails ``brefine data check``), TrackingError (MLflow unreachable).
     """
     config = str(resolve_config_path(config))
     overrides = dict(overrides or {})
@@ -58,6 +66,8 @@ def prepare_run(config: str, overrides: Optional[dict] = None, data_root: Option
 
         data_root = str(default_synthetic_root())
         cfg = load_config(config, overrides, data_root)
+    if cfg.train_dataloader.dataset.get("type", "CocoDataset") in COCO_FORMAT_DATASETS:
+        preflight(cfg)
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     tracking_uri = mlflow_uri or default_tracking_uri(work_dir)

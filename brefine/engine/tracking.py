@@ -108,3 +108,19 @@ def environment_tags(world_size: int | None = None) -> dict[str, str]:
 def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params are strings of at most 6000 characters."""
     return {k: str(v)[:6000] for k, v in params.items() if v is not None}
+
+
+def checkpoint_uri(checkpoint, storage: str) -> str:
+    """A Ray checkpoint's location as a URI a user can open (s3://... or a path)."""
+    scheme = storage.split("://", 1)[0] if "://" in storage else None
+    return f"{scheme}://{checkpoint.path}" if scheme else checkpoint.path
+
+
+def tag_runs(tracking_uri: str, experiment: str, filter_string: str, tags: Mapping[str, str]) -> int:
+    """Set ``tags`` on the runs matching ``filter_string``; returns how many."""
+    client, experiment_id = connect(tracking_uri, experiment)
+    runs = client.search_runs([experiment_id], filter_string=filter_string)
+    for run in runs:
+        for key, value in tags.items():
+            client.set_tag(run.info.run_id, key, value)
+    return len(runs)

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from brefine.configs import load_config
+from brefine.configs import HYPERPARAMETERS, load_config
 
 from .hooks import CHECKPOINT_FILE, TRACKING_FILE, MLflowTrackingHook, RayTrainReportHook
 
@@ -63,7 +63,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Ray owns checkpoints (RayTrainReportHook, CheckpointConfig); MMEngine's
     # own would write every model twice.
     cfg.default_hooks.checkpoint = None
-    cfg.setdefault("custom_imports", dict(imports=["brefine.models"], allow_failed_imports=False))
+    cfg.custom_imports = dict(imports=sorted({"brefine.models", "brefine.evaluation",
+                                              *cfg.get("custom_imports", {}).get("imports", [])}),
+                              allow_failed_imports=False)
 
     restored, run_id = _restore(work_dir)
     if restored is not None:
@@ -78,7 +80,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         parent = mlflow_cfg.pop("parent_run_id", None)
         if parent:
             tags["mlflow.parentRunId"] = parent
-        params = dict(mlflow_cfg.pop("params", {}) or {}, seed=config.get("seed", 0))
+        params = {k: cfg.get(k) for k in HYPERPARAMETERS}
+        params.update(mlflow_cfg.pop("params", {}) or {}, seed=config.get("seed", 0),
+                      config=Path(config["config"]).name, data_root=cfg.get("data_root"))
         tracking = MLflowTrackingHook(run_name=config["run_name"], params=params, tags=tags,
                                       run_id=run_id, **mlflow_cfg)
         runner.register_hook(tracking)

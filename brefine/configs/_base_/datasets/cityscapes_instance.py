@@ -15,5 +15,9 @@ val_evaluator = [
          metric=['bbox', 'segm']),
     dict(type='CityScapesMetric', seg_prefix=data_root + 'gtFine/val',
          outfile_prefix='./work_dirs/cityscapes_metric/instance'),
+    # Boundary IoU's width for Cityscapes' large images: 0.5% of the diagonal
+    dict(type='BoundaryAPMetric',
+         ann_file=data_root + 'annotations/instancesonly_filtered_gtFine_val.json',
+         dilation_ratio=0.005),
 ]
 test_evaluator = val_evaluator

@@ -3,6 +3,9 @@
 # error that names the key, see brefine.configs.apply_hyperparameters).
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
+# Boundary AP, evaluated beside COCO AP in every dataset config
+custom_imports = dict(imports=['brefine.evaluation'], allow_failed_imports=False)
+
 num_stages = None
 boundary_lambda = None
 rpn_weight = None

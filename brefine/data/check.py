@@ -1,0 +1,259 @@
+"""Checks of a COCO-format instance dataset before GPU hours are spent on it.
+
+Every problem names the image or annotation it is about and what to do. Errors
+make training refuse to start; warnings (crowd-only images, say) do not.
+
+Two depths: ``full`` decodes every image header and every mask (the CLI);
+``quick`` checks the JSON, that image files exist, and the masks' structure
+without decoding them (the pre-flight check of every training run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+SIZE_BINS = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large", 96 ** 2, math.inf))
+BOUNDARY_SAMPLE = 500  # instances whose boundary share is measured
+BOX_TOLERANCE = 1.0    # pixels a box may stick out of its image (rounding in converters)
+
+
+@dataclass
+class Problem:
+    level: str   # "error" or "warning"
+    where: str   # "image 12 (a.jpg)", "annotation 7", the file
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.where}: {self.what} -> {self.fix}"
+
+
+@dataclass
+class CheckReport:
+    ann_file: str
+    problems: list[Problem] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error(self, where: str, what: str, fix: str) -> None:
+        self.problems.append(Problem("error", where, what, fix))
+
+    def warning(self, where: str, what: str, fix: str) -> None:
+        self.problems.append(Problem("warning", where, what, fix))
+
+    def format(self, max_problems: int = 50) -> str:
+        lines = [f"dataset check of {self.ann_file}"]
+        s = self.summary
+        if s:
+            lines.append(f"  images: {s['images']}, instances: {s['instances']} "
+                         f"({s['crowd']} crowd), categories: {s['categories']}")
+            lines.append("  instances per class: " + ", ".join(
+                f"{k}={v}" for k, v in s["per_class"].items()))
+            lines.append("  object sizes: " + ", ".join(f"{k}={v}" for k, v in s["sizes"].items()))
+            if s.get("boundary_share") is not None:
+                lines.append(f"  boundary-pixel share: {s['boundary_share']:.1%} "
+                             f"(width 2% of the image diagonal, {s['boundary_sampled']} instances)")
+        errors, warnings = len(self.errors), len(self.problems) - len(self.errors)
+        lines.append(f"  {errors} error(s), {warnings} warning(s)")
+        lines += [f"  {p}" for p in self.problems[:max_problems]]
+        if len(self.problems) > max_problems:
+            lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        return "\n".join(lines)
+
+
+def _duplicates(items: list[dict], what: str, report: CheckReport) -> None:
+    counts = Counter(item.get("id") for item in items)
+    for item_id, n in counts.items():
+        if n > 1:
+            report.error(f"{what} {item_id}", f"id used {n} times",
+                         f"give every {what} a unique id")
+
+
+def _check_segmentation(ann: dict, image: Optional[dict], decode: bool,
+                        report: CheckReport) -> Optional[np.ndarray]:
+    """Validate one mask; returns it decoded when ``decode`` and it is valid."""
+    from pycocotools import mask as mask_utils
+
+    where = f"annotation {ann.get('id')}"
+    seg = ann.get("segmentation")
+    if seg is None or (isinstance(seg, list) and not seg):
+        report.error(where, "has no segmentation", "add a polygon or RLE mask, or drop it")
+        return None
+    height, width = (image["height"], image["width"]) if image else (None, None)
+    if isinstance(seg, list):
+        bad = [p for p in seg if not isinstance(p, list) or len(p) < 6 or len(p) % 2]
+        if bad:
+            report.error(where, "polygon with fewer than 3 points or an odd number of coordinates",
+                         "fix or remove the polygon")
+            return None
+        if not decode or height is None:
+            return None
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    elif isinstance(seg, dict):
+        if "counts" not in seg or "size" not in seg:
+            report.error(where, "RLE without 'counts' and 'size'", "re-encode the mask")
+            return None
+        if height is not None and list(seg["size"]) != [height, width]:
+            report.error(where, f"RLE size {seg['size']} differs from its image's "
+                                f"{[height, width]}", "re-encode the mask at the image size")
+            return None
+        if not decode:
+            return None
+        rle = mask_utils.frPyObjects(seg, *seg["size"]) if isinstance(seg["counts"], list) else seg
+    else:
+        report.error(where, f"segmentation of type {type(seg).__name__}",
+                     "use a list of polygons or an RLE dict")
+        return None
+    try:
+        mask = mask_utils.decode(rle)
+    except Exception as err:  # pycocotools raises bare Exceptions on bad RLE strings
+        report.error(where, f"mask does not decode ({err})", "re-encode the mask")
+        return None
+    if not mask.any():
+        report.error(where, "mask is empty", "remove the annotation or fix its mask")
+        return None
+    return mask
+
+
+def _check_image_file(image: dict, image_dir: Path, full: bool, report: CheckReport) -> None:
+    where = f"image {image.get('id')} ({image.get('file_name')})"
+    path = image_dir / str(image.get("file_name"))
+    if not path.is_file():
+        report.error(where, f"file {path} is missing", "add the file or fix file_name/--img-prefix")
+        return
+    if not full:
+        return
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, UnidentifiedImageError) as err:
+        report.error(where, f"file {path} is not a readable image ({err})", "replace the file")
+        return
+    if (width, height) != (image.get("width"), image.get("height")):
+        report.error(where, f"file is {width}x{height} but the json says "
+                            f"{image.get('width')}x{image.get('height')}",
+                     "fix width/height in the json or the file")
+
+
+def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True) -> CheckReport:
+    """Check one COCO-format annotation file and the images it lists."""
+    from brefine.ops.boundary import boundary_region
+
+    report = CheckReport(str(ann_file))
+    try:
+        data = json.loads(Path(ann_file).read_text())
+    except FileNotFoundError:
+        report.error(str(ann_file), "annotation file not found", "fix --ann-file / data_root")
+        return report
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        report.error(str(ann_file), f"not valid JSON ({err})", "regenerate or repair the file")
+        return report
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        report.error(str(ann_file), f"no list {missing} at top level", "use COCO instance format")
+        return report
+
+    images, anns, cats = data["images"], data["annotations"], data["categories"]
+    for items, what in ((images, "image"), (anns, "annotation"), (cats, "category")):
+        _duplicates(items, what, report)
+    image_by_id = {img.get("id"): img for img in images}
+    cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
+    for image in images:
+        _check_image_file(image, Path(image_dir), full, report)
+
+    per_class: Counter = Counter()
+    sizes: Counter = Counter()
+    anns_per_image: dict[Any, list[dict]] = {}
+    boundary_pixels = mask_pixels = sampled = 0
+    for ann in anns:
+        where = f"annotation {ann.get('id')}"
+        image = image_by_id.get(ann.get("image_id"))
+        if image is None:
+            report.error(where, f"refers to unknown image_id {ann.get('image_id')}",
+                         "fix image_id or add the image")
+        anns_per_image.setdefault(ann.get("image_id"), []).append(ann)
+        if ann.get("category_id") not in cat_names:
+            report.error(where, f"unknown category_id {ann.get('category_id')}",
+                         f"use one of {sorted(cat_names)}")
+        else:
+            per_class[cat_names[ann["category_id"]]] += 1
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            report.error(where, f"bbox {bbox!r} is not [x, y, w, h]", "fix the box")
+        else:
+            x, y, w, h = bbox
+            if w <= 0 or h <= 0:
+                report.error(where, f"box with non-positive size {w}x{h}",
+                             "fix the box or drop the annotation")
+            elif image is not None and (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE
+                                        or x + w > image["width"] + BOX_TOLERANCE
+                                        or y + h > image["height"] + BOX_TOLERANCE):
+                report.error(where, f"box {bbox} lies outside its {image['width']}x"
+                                    f"{image['height']} image", "clip or fix the box")
+        area = float(ann.get("area") or 0)
+        sizes[next(name for name, lo, hi in SIZE_BINS if lo <= area < hi)] += 1
+        mask = _check_segmentation(ann, image, full, report)
+        if mask is not None and sampled < BOUNDARY_SAMPLE:
+            import torch
+
+            diag = math.hypot(*mask.shape)
+            band = boundary_region(torch.from_numpy(mask)[None], width=max(1, round(0.02 * diag)),
+                                   border_value=0)
+            boundary_pixels += int(band.sum())
+            mask_pixels += int(mask.sum())
+            sampled += 1
+
+    for image_id, image_anns in anns_per_image.items():
+        if image_id in image_by_id and all(a.get("iscrowd") for a in image_anns):
+            report.warning(f"image {image_id} ({image_by_id[image_id].get('file_name')})",
+                           "has only crowd annotations",
+                           "nothing to do; it is filtered out of training")
+    report.summary = dict(
+        images=len(images), instances=len(anns),
+        crowd=sum(1 for a in anns if a.get("iscrowd")), categories=len(cats),
+        per_class=dict(sorted(per_class.items())),
+        sizes={name: sizes.get(name, 0) for name, _, _ in SIZE_BINS},
+        boundary_share=boundary_pixels / mask_pixels if mask_pixels else None,
+        boundary_sampled=sampled)
+    return report
+
+
+class DatasetCheckError(ValueError):
+    """The dataset of a run failed the check; the message lists the problems."""
+
+
+def preflight(cfg, full: bool = False) -> list[CheckReport]:
+    """Check the train and val annotation files of a COCO-format config.
+
+    Raises DatasetCheckError with every problem when one has errors.
+    """
+    reports = []
+    for section in ("train_dataloader", "val_dataloader"):
+        dataset = cfg[section]["dataset"]
+        while "dataset" in dataset:  # RepeatDataset / ClassBalancedDataset wrappers
+            dataset = dataset["dataset"]
+        root = Path(dataset.get("data_root") or "")
+        ann_file = root / dataset["ann_file"]
+        image_dir = root / dataset.get("data_prefix", {}).get("img", "")
+        reports.append(check_dataset(ann_file, image_dir, full=full))
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        raise DatasetCheckError("the dataset failed `brefine data check`:\n" +
+                                "\n".join(r.format() for r in failed))
+    return reports
