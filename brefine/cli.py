@@ -69,9 +69,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     print("final metrics:", {k: v for k, v in (result.metrics or {}).items()})
     if result.checkpoint is not None:
-        from brefine.engine.tracking import checkpoint_uri, tag_runs
+        from brefine.engine.tracking import storage_uri, tag_runs
 
-        uri = checkpoint_uri(result.checkpoint, storage)
+        uri = storage_uri(result.checkpoint.path, storage)
         tag_runs(spec.tracking_uri, spec.experiment, f"tags.`mlflow.runName` = '{name}'",
                  {"checkpoint_uri": uri})
         print(f"last checkpoint: {uri}")
@@ -106,6 +106,22 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from brefine.evaluation.evaluate import evaluate
+
+    try:
+        metrics, table = evaluate(args.config, args.checkpoint, args.out_dir,
+                                  parse_overrides(args.overrides), args.data_root)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\n" + "\n".join(f"{k:<28} {v:.4f}" for k, v in sorted(metrics.items())))
+    print(f"\nwrote {Path(args.out_dir) / 'metrics.json'} and "
+          f"{Path(args.out_dir) / 'per_class.parquet'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(train)
     train.add_argument("--name", help="run name (default: <config>-<time>)")
     train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
+    _add_config_args(ev)
+    ev.add_argument("checkpoint", help="MMEngine checkpoint (.pth), e.g. from a Ray checkpoint")
+    ev.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
+    ev.add_argument("--out-dir", default="work_dirs/eval",
+                    help="where metrics.json and per_class.parquet go (default: work_dirs/eval)")
+    ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="datasets: generate the built-in one, check one")
     data_sub = data.add_subparsers(dest="data_command", required=True)

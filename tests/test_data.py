@@ -136,3 +136,34 @@ def test_training_refuses_a_failing_dataset(synth, tmp_path):
     root = corrupt(synth, tmp_path, unknown_category)
     with pytest.raises(DatasetCheckError, match="unknown category_id 99"):
         preflight(load_config("brefine_tiny_synthetic", data_root=str(root)))
+
+
+@pytest.mark.slow
+def test_eval_writes_metrics_and_per_class_table(synth, tmp_path, capsys):
+    import pandas as pd
+    import torch
+
+    from brefine.configs import load_config
+    from brefine.models.build import build_detector
+
+    checkpoint = tmp_path / "model.pth"
+    model = build_detector(load_config("brefine_tiny_synthetic"))
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    out = tmp_path / "eval"
+    code = cli(["eval", "brefine_tiny_synthetic", str(checkpoint), "--data-root", str(synth),
+                "--out-dir", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"coco/segm_mAP", "coco/bbox_mAP", "boundary_AP", "boundary_AP_s"} <= set(metrics)
+    table = pd.read_parquet(out / "per_class.parquet")
+    val = json.loads((synth / "annotations/val.json").read_text())
+    expected = {c["name"]: sum(a["category_id"] == c["id"] for a in val["annotations"])
+                for c in val["categories"]}
+    assert dict(zip(table["cls"], table["instances"])) == expected
+    assert {"segm_AP", "boundary_AP"} <= set(table.columns)
+    assert "per_class.parquet" in capsys.readouterr().out
+
+
+def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
+    assert cli(["eval", "brefine_tiny_synthetic", str(tmp_path / "nope.pth")]) == 2
+    assert "nope.pth" in capsys.readouterr().err

@@ -84,8 +84,7 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
         assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(child.data.params)
         assert "train/loss" in child.data.metrics and "val/coco/segm_mAP" in child.data.metrics
         assert client.list_artifacts(child.info.run_id, "config")
-        if child.data.tags["brefine.stopped_early"] == "false":
-            assert Path(child.data.tags["checkpoint_uri"]).is_dir()
+        assert (Path(child.data.tags["checkpoint_uri"]) / "checkpoint.pth").is_file()
     assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
 
 
@@ -105,3 +104,48 @@ def test_failing_dataset_stops_the_search_before_ray(tiny_data, tmp_path, capsys
     err = capsys.readouterr().err
     assert "brefine data check" in err and data["images"][0]["file_name"] in err
     assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, tiny_data):
+    import signal
+    import time
+
+    cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
+           "--num-samples", "2", "--max-concurrent", "1", "--stages", "1", "--scheduler", "fifo",
+           "--name", "r1", "--set", "train_cfg.max_iters=4", "--set", "train_cfg.val_interval=2",
+           "--set", "param_scheduler.1.end=4", "--set", "param_scheduler.1.milestones=[3]"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def children():
+        experiment = client.get_experiment_by_name("synthetic")
+        if experiment is None:
+            return []
+        return [r for r in client.search_runs([experiment.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]
+
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 900
+    while not any(r.info.status == "FINISHED" for r in children()) and time.time() < deadline:
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+    first = [r for r in children() if r.info.status == "FINISHED"]
+    assert len(first) == 1
+    finished_trial = first[0].data.tags["ray.trial_id"]
+    assert not any(r.info.status == "RUNNING" for r in children())
+
+    resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    runs = children()
+    by_trial = {}
+    for run in runs:
+        by_trial.setdefault(run.data.tags["ray.trial_id"], []).append(run)
+    assert len(by_trial) == 2
+    assert len(by_trial[finished_trial]) == 1  # the finished trial did not run again
+    assert all(any(r.info.status == "FINISHED" for r in rs) for rs in by_trial.values())
+    assert not any(r.info.status == "RUNNING" for r in runs)
+    table = pd.read_parquet(tmp_path / "ray_results" / "r1" / "trials.parquet")
+    assert sorted(table["trial_id"]) == sorted(by_trial)

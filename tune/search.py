@@ -29,8 +29,8 @@ from space import SearchSpace, SearchSpaceError  # noqa: E402
 from brefine.configs import HYPERPARAMETERS, ConfigError, parse_overrides  # noqa: E402
 from brefine.data.check import DatasetCheckError  # noqa: E402
 from brefine.engine.tracking import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG,  # noqa: E402
-                                     TrackingError, checkpoint_uri, connect, environment_tags,
-                                     flat_params, tag_runs)
+                                     TrackingError, connect, environment_tags, flat_params,
+                                     storage_uri)
 
 SEARCH_TAG = "brefine.search"
 EMBEDDED_ITERS = 60
@@ -109,12 +109,7 @@ def trial_fn(hyper: dict, base: dict, scale, storage: str, search: str) -> None:
                                    tags={TRIAL_TAG: trial_id, SEARCH_TAG: search})
     trainer = build_trainer(worker_config, scale, name=f"{search}-train-{trial_id}",
                             storage_path=storage, callbacks=[TuneReportCallback()])
-    result = trainer.fit()
-    if result.checkpoint is not None:
-        mlflow_cfg = base["mlflow"]
-        tag_runs(mlflow_cfg["tracking_uri"], mlflow_cfg["experiment"],
-                 f"tags.`{TRIAL_TAG}` = '{trial_id}'",
-                 {"checkpoint_uri": checkpoint_uri(result.checkpoint, storage)})
+    trainer.fit()
 
 
 def find_parent_run(client, experiment_id: str, search: str) -> Optional[str]:
@@ -125,8 +120,12 @@ def find_parent_run(client, experiment_id: str, search: str) -> Optional[str]:
 
 
 def finalize_children(client, experiment_id: str, parent_id: str, results, max_iters: int,
-                      interrupted: bool) -> None:
-    """No child left RUNNING: stopped trials FINISHED (tagged), crashed FAILED."""
+                      interrupted: bool, storage: str) -> None:
+    """No child left RUNNING: stopped trials FINISHED (tagged), crashed FAILED.
+
+    The checkpoint URI is tagged here, not in the trial: a scheduler stops a
+    trial at its last report, before its function could do it.
+    """
     by_trial = {}
     if results is not None:
         for result in results:
@@ -147,6 +146,9 @@ def finalize_children(client, experiment_id: str, parent_id: str, results, max_i
             continue
         reached = (result.metrics or {}).get("iteration", 0)
         client.set_tag(run_id, STOPPED_TAG, str(reached < max_iters).lower())
+        if (result.metrics or {}).get("checkpoint_path"):
+            client.set_tag(run_id, "checkpoint_uri",
+                           storage_uri(result.metrics["checkpoint_path"], storage))
         if run.info.status == "RUNNING":  # ASHA stopped it: its workers were killed
             client.set_terminated(run_id, "FINISHED")
 
@@ -310,7 +312,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         results = tuner.fit()
         interrupted = False
     finally:
-        finalize_children(client, experiment_id, parent_id, results, max_iters, interrupted)
+        finalize_children(client, experiment_id, parent_id, results, max_iters, interrupted,
+                          storage)
         if interrupted:
             client.set_terminated(parent_id, "KILLED")
 

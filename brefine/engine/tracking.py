@@ -110,10 +110,11 @@ def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v)[:6000] for k, v in params.items() if v is not None}
 
 
-def checkpoint_uri(checkpoint, storage: str) -> str:
-    """A Ray checkpoint's location as a URI a user can open (s3://... or a path)."""
-    scheme = storage.split("://", 1)[0] if "://" in storage else None
-    return f"{scheme}://{checkpoint.path}" if scheme else checkpoint.path
+def storage_uri(path: str, storage: str) -> str:
+    """A path in Ray's storage filesystem as a URI a user can open (s3://... or a path)."""
+    if "://" in path or "://" not in storage:
+        return path
+    return f"{storage.split('://', 1)[0]}://{path}"
 
 
 def tag_runs(tracking_uri: str, experiment: str, filter_string: str, tags: Mapping[str, str]) -> int:
