@@ -72,7 +72,9 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert artifacts == {"config/config.py"}
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert "figures/loss_curves.png" in figures
+    assert {"figures/loss_curves.png", "figures/predictions.png"} <= figures
+    evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert evaluation == {"evaluation/per_class.parquet"}
 
 
 def ray_worker_pids():

@@ -181,7 +181,36 @@ class MLflowTrackingHook(Hook):
 
     def after_run(self, runner) -> None:
         self.log_loss_curves()
+        self.log_per_class_table(runner)
+        self.log_prediction_figure(runner)
         self.finish("FINISHED")
+
+    def log_per_class_table(self, runner) -> None:
+        """segm AP, boundary AP and instances per class from the last validation."""
+        from brefine.evaluation.evaluate import per_class_table
+
+        detections = Path(runner.work_dir) / "detections.segm.json"
+        evaluators = runner.cfg.val_evaluator
+        coco = next((e for e in (evaluators if isinstance(evaluators, list) else [evaluators])
+                     if e["type"] == "CocoMetric"), None)
+        if coco is None or not detections.is_file():
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "per_class.parquet"
+            per_class_table(coco["ann_file"], str(detections)).to_parquet(path)
+            self.client.log_artifact(self.run_id, str(path), "evaluation")
+
+    def log_prediction_figure(self, runner) -> None:
+        import matplotlib.pyplot as plt
+
+        from .figures import prediction_figure
+
+        fig = prediction_figure(runner.model, runner.val_dataloader.dataset)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "predictions.png"
+            fig.savefig(path, dpi=90)
+            self.client.log_artifact(self.run_id, str(path), "figures")
+        plt.close(fig)
 
     def log_loss_curves(self) -> None:
         import matplotlib

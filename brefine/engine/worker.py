@@ -67,6 +67,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                               *cfg.get("custom_imports", {}).get("imports", [])}),
                               allow_failed_imports=False)
 
+    # the last validation's detections stay on disk for the per-class table
+    for evaluator in (cfg.val_evaluator if isinstance(cfg.val_evaluator, list)
+                      else [cfg.val_evaluator]):
+        if evaluator["type"] == "CocoMetric":
+            evaluator["outfile_prefix"] = str(work_dir / "detections")
+
     restored, run_id = _restore(work_dir)
     if restored is not None:
         cfg.load_from = str(restored)
