@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from mlflow.entities import Metric, Param
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from space import SearchSpace, SearchSpaceError  # noqa: E402
 
@@ -275,7 +277,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parent_id = client.create_run(experiment_id, run_name=search, tags={
             **environment_tags(), SEARCH_TAG: search, "brefine.role": "search"}).info.run_id
         client.log_batch(parent_id, params=[
-            __import__("mlflow").entities.Param(k, v) for k, v in flat_params({
+            Param(k, v) for k, v in flat_params({
                 "config": Path(spec.config).name, "metric": metric, "scheduler": args.scheduler,
                 "search_alg": args.search_alg, "num_samples": args.num_samples,
                 "num_workers": args.num_workers, "gpus_per_worker": args.gpus_per_worker,
@@ -343,7 +345,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if (tmp / name).exists():
                 client.log_artifact(parent_id, str(tmp / name), "search")
     if best is not None:
-        client.log_batch(parent_id, metrics=[__import__("mlflow").entities.Metric(
+        client.log_batch(parent_id, metrics=[Metric(
             f"best_{metric}".replace("/", "_"), float(best[f"best_{metric}"]),
             int(time.time() * 1000), 0)])
     client.set_terminated(parent_id, "FINISHED")
