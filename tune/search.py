@@ -16,6 +16,7 @@ Ray results, and both, with a figure of the search, on the parent run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -102,7 +103,8 @@ def embedded_overrides(config: str, overrides: dict) -> dict:
     return {**defaults, **overrides}
 
 
-def trial_fn(hyper: dict, base: dict, scale, storage: str, search: str) -> None:
+def trial_fn(hyper: dict, spec, scale, storage: str, search: str, parent_run_id: str,
+             seed: int) -> None:
     """One trial: a TorchTrainer whose reports flow to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -112,10 +114,10 @@ def trial_fn(hyper: dict, base: dict, scale, storage: str, search: str) -> None:
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     params = {k: hyper[k] for k in HYPERPARAMETERS if k in hyper}
-    worker_config = dict(base, overrides={**base["overrides"], **params},
-                         run_name=f"{search}-{trial_id}")
-    worker_config["mlflow"] = dict(base["mlflow"], params=params,
-                                   tags={TRIAL_TAG: trial_id, SEARCH_TAG: search})
+    worker_config = spec.worker_config(f"{search}-{trial_id}", seed=seed,
+                                       parent_run_id=parent_run_id, params=params,
+                                       tags={TRIAL_TAG: trial_id, SEARCH_TAG: search},
+                                       overrides=params)
     trainer = build_trainer(worker_config, scale, name=f"{search}-train-{trial_id}",
                             storage_path=storage, callbacks=[TuneReportCallback()])
     trainer.fit()
@@ -293,9 +295,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         client.update_run(parent_id, status="RUNNING")
 
-    base = spec.worker_config(run_name=search, seed=args.seed, parent_run_id=parent_id)
-    trainable = tune.with_parameters(trial_fn, base=base, scale=scale, storage=storage,
-                                     search=search)
+    # the resolved Config stays on the driver; trials rebuild it from the file
+    trainable = tune.with_parameters(trial_fn, spec=dataclasses.replace(spec, cfg=None),
+                                     scale=scale, storage=storage, search=search,
+                                     parent_run_id=parent_id, seed=args.seed)
     # The trial function only waits on its TorchTrainer: the CPUs go to the
     # workers (Ray refuses a request of zero).
     trainable = tune.with_resources(trainable, {"cpu": TRIAL_DRIVER_CPUS})

@@ -34,7 +34,7 @@ class RunSpec:
     work_dir: Path
     tracking_uri: str
     experiment: str
-    cfg: Config
+    cfg: Optional[Config]  # None in the copy a search hands its trials
 
     def worker_config(self, run_name: str, seed: int = 0, parent_run_id: Optional[str] = None,
                       params: Optional[dict] = None, tags: Optional[dict] = None,
