@@ -80,7 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
+    parser.add_argument("--data-root", help="dataset root, a directory or s3://bucket/prefix "
+                                            "(synced to each node's cache)")
     parser.add_argument("--work-dir", default="work_dirs",
                         help="logs, MLflow store and Ray results (default: work_dirs)")
     parser.add_argument("--storage", help="Ray storage path for checkpoints and results: "
@@ -122,6 +123,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from brefine.engine.smoke import smoke
+
+    try:
+        smoke(args.device)
+    except Exception as err:  # every failure is the answer the user asked for
+        print(f"error: smoke test failed on {args.device}: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        return 1
+    print(f"smoke test passed on {args.device}")
+    return 0
+
+
+def cmd_mlflow_server(args: argparse.Namespace) -> int:
+    from brefine.engine.mlflow_server import exec_server, server_command
+
+    try:
+        command = server_command(args.backend_store_uri, args.artifacts_destination, args.host,
+                                 args.port, args.workers, args.allow_remote)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    exec_server(command)
+    return 0  # not reached: the process is the server now
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,16 +162,37 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="one training run through Ray Train (DDP)")
     _add_config_args(train)
     _add_run_args(train)
-    train.add_argument("--name", help="run name (default: <config>-<time>)")
+    train.add_argument("--name", help="run name (default: <config>-<time>); a run started "
+                                      "again with the same name and --storage resumes from "
+                                      "its last checkpoint")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
     _add_config_args(ev)
-    ev.add_argument("checkpoint", help="MMEngine checkpoint (.pth), e.g. from a Ray checkpoint")
+    ev.add_argument("checkpoint", help="MMEngine checkpoint (.pth) or a Ray checkpoint folder, "
+                                       "local or s3://")
     ev.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
     ev.add_argument("--out-dir", default="work_dirs/eval",
                     help="where metrics.json and per_class.parquet go (default: work_dirs/eval)")
     ev.set_defaults(func=cmd_eval)
+
+    smoke = sub.add_parser("smoke", help="import everything and train one BRefine step on a "
+                                         "device (checks an install or an image)")
+    smoke.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    smoke.set_defaults(func=cmd_smoke)
+
+    server = sub.add_parser("mlflow-server", help="run the MLflow tracking server of a cluster "
+                                                  "(loopback, proxied artifacts)")
+    server.add_argument("--backend-store-uri", default=f"sqlite:///{Path.home()}/mlflow/mlflow.db",
+                        help="SQLite or PostgreSQL URI (default: ~/mlflow/mlflow.db)")
+    server.add_argument("--artifacts-destination", default=str(Path.home() / "mlflow" / "artifacts"),
+                        help="s3://bucket/prefix or a directory (default: ~/mlflow/artifacts)")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=2)
+    server.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host (MLflow has no authentication)")
+    server.set_defaults(func=cmd_mlflow_server)
 
     data = sub.add_parser("data", help="datasets: generate the built-in one, check one")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -180,3 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrackingError, DatasetCheckError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

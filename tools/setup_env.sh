@@ -16,10 +16,12 @@ MMCV_VERSION=2.3.6
 # FORCE_CUDA=1 builds the CUDA ops too (the GPU image); the default follows
 # what torch sees, so a CPU machine builds CPU ops only.
 FORCE_CUDA=${FORCE_CUDA:-0}
+# optional dependency groups of pyproject.toml to install (comma-separated)
+EXTRAS=${BREFINE_EXTRAS:-test}
 WHEEL_CACHE=${BREFINE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/brefine/wheels}
 
 stamp="$VENV/.brefine-setup"
-fingerprint=$(cat pyproject.toml tools/setup_env.sh | sha256sum | cut -c1-16)
+fingerprint=$( (cat pyproject.toml tools/setup_env.sh; echo "$EXTRAS $FORCE_CUDA") | sha256sum | cut -c1-16)
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
   exit 0
 fi
@@ -73,7 +75,7 @@ log "installing mmcv from $cache_dir"
 pip install -q --no-deps "$cache_dir"/onedl_mmcv-"$MMCV_VERSION"-*.whl
 
 log "installing brefine and its dependencies"
-pip install -q -e ".[test]"
+pip install -q -e ".[$EXTRAS]"
 "$VENV/bin/python" -c 'import mmcv.ops, mmdet, ray, mlflow; from mmcv.ops import RoIAlign'
 echo "$fingerprint" > "$stamp"
 log "ready: $VENV"

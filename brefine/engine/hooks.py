@@ -125,10 +125,12 @@ class MLflowTrackingHook(Hook):
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def before_run(self, runner) -> None:
+        from brefine.engine.mlflow_relay import open_client
         from brefine.engine.tracking import connect, environment_tags, flat_params
 
         self.client, experiment_id = connect(self.tracking_uri, self.experiment,
-                                             self.artifact_location)
+                                             self.artifact_location,
+                                             client=open_client(self.tracking_uri))
         if self.run_id is None:
             tags = {**environment_tags(runner.world_size), **self.tags}
             run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)

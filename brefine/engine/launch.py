@@ -15,6 +15,7 @@ from mmengine.config import Config
 from brefine.configs import load_config, resolve_config_path
 
 from brefine.data.check import preflight
+from brefine.data.remote import is_s3_uri, localize_data_root
 
 from .tracking import connect, default_artifact_location, default_tracking_uri
 
@@ -54,12 +55,20 @@ def prepare_run(config: str, overrides: Optional[dict] = None, data_root: Option
                 experiment: Optional[str] = None) -> RunSpec:
     """Validate the config, make the built-in data if needed, reach MLflow.
 
+    A ``data_root`` in S3 (argument, override or the config's environment
+    variable) is synced to this node's cache and checked there.
+
     Raises ConfigError (bad config/override), DatasetCheckError (the data
     fails ``brefine data check``), TrackingError (MLflow unreachable).
     """
     config = str(resolve_config_path(config))
     overrides = dict(overrides or {})
     cfg = load_config(config, overrides, data_root)
+    if is_s3_uri(str(cfg.data_root).rstrip("/")):
+        # workers sync the same URI on their own nodes; the driver checks a local copy
+        data_root = str(cfg.data_root).rstrip("/")
+        overrides.pop("data_root", None)
+        cfg = load_config(config, overrides, localize_data_root(data_root))
     if data_root is None and cfg.get("dataset_name") == "synthetic" and \
             not (Path(cfg.data_root) / cfg.val_ann_file).is_file():
         from brefine.data.synthetic import default_synthetic_root

@@ -16,10 +16,11 @@ from brefine.models.build import build_detector
 
 
 def toy_train(cfg: Config, iterations: int = 5, batch_size: int = 2, lr: float = 0.01,
-              seed: int = 0, log: Callable[[str], None] = print) -> Iterator[dict]:
+              seed: int = 0, log: Callable[[str], None] = print,
+              device: str = "cpu") -> Iterator[dict]:
     """Train ``cfg.model`` for ``iterations`` SGD steps; yields each step's losses (floats)."""
     torch.manual_seed(seed)
-    model = build_detector(cfg)
+    model = build_detector(cfg).to(device)  # the data preprocessor moves batches with it
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
     num_classes = cfg.model.roi_head.bbox_head.num_classes

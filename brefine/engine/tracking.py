@@ -57,11 +57,16 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
                             "Start it (see cluster/README.md) or pass another --mlflow-uri") from err
 
 
-def connect(tracking_uri: str, experiment: str, artifact_location: str | None = None
-            ) -> tuple[MlflowClient, str]:
-    """Client and experiment id (created if missing); fails fast if unreachable."""
-    check_reachable(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri)
+def connect(tracking_uri: str, experiment: str, artifact_location: str | None = None,
+            client: Any = None) -> tuple[MlflowClient, str]:
+    """Client and experiment id (created if missing); fails fast if unreachable.
+
+    ``client``: use this one (e.g. a :class:`~brefine.engine.mlflow_relay.RelayedMlflowClient`)
+    instead of opening the URI from this process.
+    """
+    if client is None:
+        check_reachable(tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri)
     try:
         found = client.get_experiment_by_name(experiment)
         if found is not None:

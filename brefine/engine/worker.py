@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from brefine.configs import HYPERPARAMETERS, load_config
+from brefine.data.remote import localize_data_root
 
 from .hooks import CHECKPOINT_FILE, TRACKING_FILE, MLflowTrackingHook, RayTrainReportHook
 
@@ -54,7 +55,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     os.environ.setdefault("RANK", str(rank))
     os.environ.setdefault("WORLD_SIZE", str(world_size))
 
-    cfg = load_config(config["config"], config.get("overrides"), config.get("data_root"))
+    # an s3:// root is mirrored once per node (a file lock serialises local ranks)
+    cfg = load_config(config["config"], config.get("overrides"),
+                      localize_data_root(config.get("data_root")))
     work_dir = Path(config["work_dir"]) / config["run_name"]
     cfg.work_dir = str(work_dir)
     cfg.launcher = "pytorch" if world_size > 1 else "none"
@@ -88,7 +91,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             tags["mlflow.parentRunId"] = parent
         params = {k: cfg.get(k) for k in HYPERPARAMETERS}
         params.update(mlflow_cfg.pop("params", {}) or {}, seed=config.get("seed", 0),
-                      config=Path(config["config"]).name, data_root=cfg.get("data_root"))
+                      config=Path(config["config"]).name,
+                      data_root=config.get("data_root") or cfg.get("data_root"))
         tracking = MLflowTrackingHook(run_name=config["run_name"], params=params, tags=tags,
                                       run_id=run_id, **mlflow_cfg)
         runner.register_hook(tracking)

@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from brefine.data.remote import localize_data_root
+
 from .boundary_ap import BoundaryCOCOeval
 
 
@@ -58,6 +60,31 @@ def per_class_table(ann_file: str, segm_json: str, dilation_ratio: float = 0.02)
     return pd.DataFrame(dict(cls=names, instances=counts, **columns))
 
 
+def fetch_checkpoint(checkpoint: str, out_dir: Path) -> str:
+    """A local ``.pth`` for a file or a Ray checkpoint folder, local or a URI (s3://)."""
+    import pyarrow.fs as pafs
+
+    from brefine.engine.hooks import CHECKPOINT_FILE
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(checkpoint) if "://" in checkpoint else \
+            (pafs.LocalFileSystem(), str(Path(checkpoint).resolve()))
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            path, info = f"{path}/{CHECKPOINT_FILE}", fs.get_file_info(f"{path}/{CHECKPOINT_FILE}")
+    except OSError as err:
+        raise FileNotFoundError(f"cannot open checkpoint {checkpoint}: {err}") from None
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist (expected a .pth file "
+                                f"or a Ray checkpoint folder holding {CHECKPOINT_FILE})")
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    local = out_dir / CHECKPOINT_FILE
+    pafs.copy_files(path, str(local), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())
+    return str(local)
+
+
 def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optional[dict] = None,
              data_root: Optional[str] = None) -> tuple[dict, "object"]:
     """Run the validation set through ``checkpoint``; returns (metrics, per-class table)."""
@@ -65,11 +92,10 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
 
     from brefine.configs import load_config
 
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(config, overrides, data_root)
+    checkpoint = fetch_checkpoint(checkpoint, out_dir)
+    cfg = load_config(config, overrides, localize_data_root(data_root))
     cfg.work_dir = str(out_dir)
     cfg.load_from = str(checkpoint)
     cfg.resume = False
