@@ -31,6 +31,9 @@ def tiny_data(tmp_path_factory):
     (["--set", "num_stages=7"], "num_stages"),
     (["--mlflow-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
     (["--resume"], "--name"),
+    (["--scheduler", "pbt", "--search-alg", "optuna"], "--scheduler pbt"),
+    (["--scheduler", "pbt", "--set", "boundary_lambda=1", "--set", "rpn_weight=0.2"],
+     "--scheduler pbt"),
 ])
 def test_bad_input_fails_fast_without_ray(args, message, tiny_data, tmp_path, capsys):
     import ray
@@ -86,6 +89,38 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
         assert client.list_artifacts(child.info.run_id, "config")
         assert (Path(child.data.tags["checkpoint_uri"]) / "checkpoint.pth").is_file()
     assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
+
+
+@pytest.mark.slow
+def test_pbt_search_hands_checkpoints_to_tune_and_exploits(tmp_path, tiny_data):
+    proc = run_search(tmp_path, tiny_data, "--name", "p1", "--scheduler", "pbt", "--pbt-synch",
+                      "--num-samples", "3", "--max-concurrent", "2", "--stages", "1",
+                      "--set", "train_cfg.max_iters=4", "--set", "param_scheduler.1.end=4",
+                      "--set", "param_scheduler.1.milestones=[3]")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    experiment_dir = tmp_path / "ray_results" / "p1"
+    table = pd.read_parquet(experiment_dir / "trials.parquet")
+    assert len(table) == 3 and set(table["status"]) == {"FINISHED"}
+
+    # Tune holds the trials' checkpoints (what PBT copies between trials)
+    tune_checkpoints = list(experiment_dir.glob("*/checkpoint_*/checkpoint.pth"))
+    assert len(tune_checkpoints) >= 3, sorted(p.name for p in experiment_dir.iterdir())
+
+    # synchronous PBT: at every perturbation the bottom quarter continues from
+    # a top trial's checkpoint
+    policies = list(experiment_dir.glob("pbt_policy_*.txt"))
+    assert policies, "PBT never exploited a checkpoint"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("synthetic")
+    children = [r for r in client.search_runs([experiment.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3  # an exploited trial continues its own MLflow run
+    exploited = [c for c in children if "restarted_at_iteration" in c.data.tags]
+    assert exploited
+    for child in exploited:
+        history = client.get_metric_history(child.info.run_id, "hparam/boundary_lambda")
+        assert len(history) >= 2  # λ logged at the start and after the exploit
+    assert all(c.info.status == "FINISHED" for c in children)
 
 
 def test_failing_dataset_stops_the_search_before_ray(tiny_data, tmp_path, capsys):

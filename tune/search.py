@@ -63,10 +63,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--max-failures", type=int, default=0,
                    help="worker restarts per trial from its last checkpoint")
-    p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha",
-                   help="asha (default) stops weak trials at validations; fifo runs all out")
+    p.add_argument("--scheduler", choices=["asha", "fifo", "pbt"], default="asha",
+                   help="asha (default) stops weak trials at validations; fifo runs all out; "
+                        "pbt (population based training) makes weak trials continue from "
+                        "strong ones' checkpoints with perturbed λ and w")
     p.add_argument("--grace-period", type=int, default=None,
                    help="ASHA: iterations before a trial may be stopped (default: val_interval)")
+    p.add_argument("--perturbation-interval", type=int, default=None,
+                   help="PBT: iterations between exploit/explore steps (default: val_interval)")
+    p.add_argument("--pbt-synch", action="store_true",
+                   help="PBT: perturb when all trials reached the step (pauses trials; "
+                        "default: asynchronous, as each trial gets there)")
     p.add_argument("--search-alg", choices=["random", "optuna"], default="random")
     p.add_argument("--metric", help="metric to maximise (default: validation segm AP)")
     p.add_argument("--lambda-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
@@ -104,23 +111,31 @@ def embedded_overrides(config: str, overrides: dict) -> dict:
 
 
 def trial_fn(hyper: dict, spec, scale, storage: str, search: str, parent_run_id: str,
-             seed: int) -> None:
-    """One trial: a TorchTrainer whose reports flow to Tune."""
+             seed: int, report_checkpoints: bool = False) -> None:
+    """One trial: a TorchTrainer whose reports flow to Tune.
+
+    With ``report_checkpoints`` (PBT) Tune receives every checkpoint, and a
+    trial restarted from one (its own, or another trial's it now exploits)
+    starts a new Train run from it.
+    """
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from brefine.engine.trainer import build_trainer
+    from brefine.engine.tune_reporting import checkpoint_run_suffix, fit_reporting_to_tune
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
+    restore = tune.get_checkpoint()
     params = {k: hyper[k] for k in HYPERPARAMETERS if k in hyper}
     worker_config = spec.worker_config(f"{search}-{trial_id}", seed=seed,
                                        parent_run_id=parent_run_id, params=params,
                                        tags={TRIAL_TAG: trial_id, SEARCH_TAG: search},
-                                       overrides=params)
-    trainer = build_trainer(worker_config, scale, name=f"{search}-train-{trial_id}",
-                            storage_path=storage, callbacks=[TuneReportCallback()])
-    trainer.fit()
+                                       overrides=params, resume_from=restore)
+    name = f"{search}-train-{trial_id}{checkpoint_run_suffix(restore)}"
+    fit_reporting_to_tune(
+        lambda callbacks: build_trainer(worker_config, scale, name=name, storage_path=storage,
+                                        callbacks=callbacks),
+        with_checkpoints=report_checkpoints)
 
 
 def find_parent_run(client, experiment_id: str, search: str) -> Optional[str]:
@@ -260,6 +275,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             load_config(spec.config, {**overrides, "num_stages": stages,
                                       "boundary_lambda": space.lambda_range[1],
                                       "rpn_weight": space.rpn_weight_range[1]}, spec.data_root)
+        if args.scheduler == "pbt" and args.search_alg != "random":
+            raise SearchSpaceError("--scheduler pbt explores by itself; use it with "
+                                   "--search-alg random")
+        if args.scheduler == "pbt" and not space.mutations():
+            raise SearchSpaceError("--scheduler pbt perturbs boundary_lambda and rpn_weight; "
+                                   "do not fix both with --set")
         if args.search_alg == "optuna":
             try:
                 import optuna  # noqa: F401
@@ -298,7 +319,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     # the resolved Config stays on the driver; trials rebuild it from the file
     trainable = tune.with_parameters(trial_fn, spec=dataclasses.replace(spec, cfg=None),
                                      scale=scale, storage=storage, search=search,
-                                     parent_run_id=parent_id, seed=args.seed)
+                                     parent_run_id=parent_id, seed=args.seed,
+                                     report_checkpoints=args.scheduler == "pbt")
     # The trial function only waits on its TorchTrainer: the CPUs go to the
     # workers (Ray refuses a request of zero).
     trainable = tune.with_resources(trainable, {"cpu": TRIAL_DRIVER_CPUS})
@@ -318,9 +340,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 tune_config=tune.TuneConfig(
                     metric=metric, mode="max", num_samples=args.num_samples,
                     max_concurrent_trials=args.max_concurrent,
-                    scheduler=build_scheduler(args, max_iters, spec.cfg),
+                    scheduler=build_scheduler(args, max_iters, spec.cfg, space),
                     search_alg=build_search_alg(args)),
-                run_config=tune.RunConfig(name=search, storage_path=storage))
+                # Tune keeps checkpoints only under PBT (the trials report them)
+                run_config=tune.RunConfig(name=search, storage_path=storage,
+                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
         started = time.time()
         results = tuner.fit()
         interrupted = False
@@ -369,12 +393,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def build_scheduler(args: argparse.Namespace, max_iters: int, cfg) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def build_scheduler(args: argparse.Namespace, max_iters: int, cfg, space: SearchSpace) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     if args.scheduler == "fifo":
         return FIFOScheduler()
     val_interval = int(cfg.train_cfg.get("val_interval", 1))
+    if args.scheduler == "pbt":
+        # num_stages changes the architecture, so a checkpoint cannot take
+        # another value: PBT perturbs λ and w and inherits the stage count.
+        return PopulationBasedTraining(
+            time_attr="iteration", perturbation_interval=args.perturbation_interval or val_interval,
+            hyperparam_mutations=space.mutations(), quantile_fraction=0.25,
+            resample_probability=0.25, synch=args.pbt_synch)
     return ASHAScheduler(time_attr="iteration", max_t=max_iters,
                          grace_period=args.grace_period or val_interval, reduction_factor=2)
 

@@ -54,6 +54,11 @@ class SearchSpace:
         }
         return {k: v for k, v in space.items() if k not in self.fixed}
 
+    def mutations(self) -> dict[str, Any]:
+        """PBT's hyperparam_mutations: the continuous keys that are searched."""
+        space = self.param_space()
+        return {k: space[k] for k in ("boundary_lambda", "rpn_weight") if k in space}
+
     def describe(self) -> dict[str, str]:
         """For the parent MLflow run's params."""
         return {

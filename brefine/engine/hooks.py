@@ -87,8 +87,8 @@ class RayTrainReportHook(Hook):
             checkpoint = None
             if is_main_process():
                 if self.tracking is not None and self.tracking.run_id:
-                    (Path(tmp) / TRACKING_FILE).write_text(
-                        json.dumps(dict(run_id=self.tracking.run_id)))
+                    (Path(tmp) / TRACKING_FILE).write_text(json.dumps(dict(
+                        run_id=self.tracking.run_id, run_name=self.tracking.run_name)))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(report, checkpoint=checkpoint)
 
@@ -102,7 +102,9 @@ class MLflowTrackingHook(Hook):
         run_name: the run's display name.
         params: logged once at the start.
         tags: set on the run (e.g. parent run id, Ray trial id).
-        run_id: continue this run (a restarted worker) instead of creating one.
+        run_id: continue this run (a restarted worker) instead of creating one;
+            without it, a run of the same name (and parent) in the experiment is
+            continued, e.g. a trial that PBT restarted from another's checkpoint.
         interval: log training scalars every ``interval`` iterations.
     """
 
@@ -132,6 +134,8 @@ class MLflowTrackingHook(Hook):
                                              self.artifact_location,
                                              client=open_client(self.tracking_uri))
         if self.run_id is None:
+            self.run_id = self._existing_run(experiment_id)
+        if self.run_id is None:
             tags = {**environment_tags(runner.world_size), **self.tags}
             run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)
             self.run_id = run.info.run_id
@@ -144,10 +148,25 @@ class MLflowTrackingHook(Hook):
             self.client.update_run(self.run_id, status="RUNNING")
             self.restarted = True
 
+    def _existing_run(self, experiment_id: str) -> Optional[str]:
+        from brefine.engine.tracking import PARENT_TAG
+
+        query = f"attributes.run_name = '{self.run_name}'"
+        if PARENT_TAG in self.tags:
+            query += f" and tags.`{PARENT_TAG}` = '{self.tags[PARENT_TAG]}'"
+        runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
+        return runs[0].info.run_id if runs else None
+
     def before_train(self, runner) -> None:
+        from brefine.configs import HYPERPARAMETERS
+
         # after MMEngine's resume: runner.iter is where the restart picked up
         if self.restarted:
             self.client.set_tag(self.run_id, "restarted_at_iteration", str(runner.iter))
+        # params are immutable, and PBT changes λ and w mid-run: their values
+        # over time are metrics
+        self._log_metrics(numeric_metrics({f"hparam/{k}": runner.cfg.get(k)
+                                           for k in HYPERPARAMETERS}), runner.iter)
 
     def _log_params(self, params: dict) -> None:
         from mlflow.entities import Param

@@ -39,11 +39,13 @@ class RunSpec:
 
     def worker_config(self, run_name: str, seed: int = 0, parent_run_id: Optional[str] = None,
                       params: Optional[dict] = None, tags: Optional[dict] = None,
-                      overrides: Optional[dict] = None) -> dict[str, Any]:
-        """The ``train_loop_config`` of one run."""
+                      overrides: Optional[dict] = None, resume_from: Any = None
+                      ) -> dict[str, Any]:
+        """The ``train_loop_config`` of one run (see :mod:`brefine.engine.worker`)."""
         return dict(
             config=self.config, overrides={**self.overrides, **(overrides or {})},
             data_root=self.data_root, work_dir=str(self.work_dir), run_name=run_name, seed=seed,
+            resume_from=resume_from,
             mlflow=dict(tracking_uri=self.tracking_uri, experiment=self.experiment,
                         artifact_location=default_artifact_location(self.tracking_uri,
                                                                     self.work_dir),

@@ -36,6 +36,8 @@ def is_head_local(tracking_uri: str) -> bool:
 def _on_head_node() -> bool:
     import ray
 
+    if not ray.is_initialized():  # not in a Ray process: this machine is all there is
+        return True
     here = ray.get_runtime_context().get_node_id()
     return any(node["NodeID"] == here and HEAD_RESOURCE in node.get("Resources", {})
                for node in ray.nodes() if node.get("Alive"))

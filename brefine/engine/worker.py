@@ -9,6 +9,8 @@ in the trainer's configs (:mod:`brefine.engine.trainer`), not here.
     config, overrides, data_root: what :func:`brefine.configs.load_config` takes.
     work_dir: local directory for logs (one sub-directory per run).
     run_name: MLflow run name and work-dir sub-directory.
+    resume_from: None, or a ``ray.train.Checkpoint`` to start from when Ray
+        has none of this run's own (a PBT trial taking over another's).
     seed: random seed.
     mlflow: None, or dict(tracking_uri, experiment, artifact_location,
         parent_run_id, params, tags).
@@ -28,11 +30,18 @@ from brefine.data.remote import localize_data_root
 from .hooks import CHECKPOINT_FILE, TRACKING_FILE, MLflowTrackingHook, RayTrainReportHook
 
 
-def _restore(work_dir: Path) -> tuple[Optional[Path], Optional[str]]:
-    """The checkpoint Ray hands a (re)started worker, copied locally, and its MLflow run."""
+def _restore(work_dir: Path, run_name: str, resume_from: Any = None
+             ) -> tuple[Optional[Path], Optional[str]]:
+    """The checkpoint to start from, copied locally, and the MLflow run to continue.
+
+    Ray's own checkpoint of this run (a restarted worker group, or the run
+    started again under its name) comes first, then ``resume_from`` (a Tune
+    checkpoint: PBT exploiting another trial). The MLflow run travels with the
+    checkpoint and is continued only by a run of the same name.
+    """
     import ray.train
 
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = ray.train.get_checkpoint() or resume_from
     if checkpoint is None:
         return None, None
     target = work_dir / "restored"
@@ -40,7 +49,8 @@ def _restore(work_dir: Path) -> tuple[Optional[Path], Optional[str]]:
     with checkpoint.as_directory() as src:
         shutil.copy2(Path(src) / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
         tracking = Path(src) / TRACKING_FILE
-        run_id = json.loads(tracking.read_text())["run_id"] if tracking.is_file() else None
+        recorded = json.loads(tracking.read_text()) if tracking.is_file() else {}
+    run_id = recorded.get("run_id") if recorded.get("run_name") == run_name else None
     return target / CHECKPOINT_FILE, run_id
 
 
@@ -76,7 +86,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if evaluator["type"] == "CocoMetric":
             evaluator["outfile_prefix"] = str(work_dir / "detections")
 
-    restored, run_id = _restore(work_dir)
+    restored, run_id = _restore(work_dir, config["run_name"], config.get("resume_from"))
     if restored is not None:
         cfg.load_from = str(restored)
         cfg.resume = True
