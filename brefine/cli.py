@@ -97,6 +97,19 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def cmd_data_cityscapes(args: argparse.Namespace) -> int:
+    from brefine.data.cityscapes import convert_cityscapes
+
+    try:
+        written = convert_cityscapes(args.root, tuple(args.splits))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from brefine.data.check import check_dataset
 
@@ -205,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", type=int, default=5, help="shape classes, 1-5 (default 5)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.set_defaults(func=cmd_data_synth)
+    cityscapes = data_sub.add_parser(
+        "cityscapes-to-coco", help="write the COCO-format annotations of Cityscapes instances "
+                                   "(what the Cityscapes configs train on)")
+    cityscapes.add_argument("root", help="Cityscapes root (leftImg8bit/, gtFine/)")
+    cityscapes.add_argument("--splits", nargs="+", default=["train", "val"])
+    cityscapes.set_defaults(func=cmd_data_cityscapes)
     check = data_sub.add_parser("check", help="validate a COCO-format dataset and summarise it")
     check.add_argument("path", help="dataset root")
     check.add_argument("--ann-file", required=True,

@@ -1,5 +1,9 @@
-"""Metrics MMDetection lacks; importing this module registers them."""
+"""Metrics MMDetection lacks; importing this module registers them.
 
+It also lets the ``lvis`` package run on current NumPy (see ``lvis_compat``).
+"""
+
+from . import lvis_compat  # noqa: F401
 from .boundary_ap import BoundaryAPMetric, BoundaryCOCOeval, boundary_ap
 
 __all__ = ["BoundaryAPMetric", "BoundaryCOCOeval", "boundary_ap"]
