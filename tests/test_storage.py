@@ -140,11 +140,28 @@ def test_train_from_s3_with_s3_storage_and_mlflow_server(s3, tiny_data, tmp_path
                                                           "val/coco/segm_mAP")] == [2, 4]
         assert resumed.info.status == "FINISHED"
 
+        # a search with its Tune results in S3, trials tracked by the same server
+        search = subprocess.run(
+            [sys.executable, "tune/search.py", "--name", "s3search", "--num-samples", "1",
+             "--scheduler", "fifo", "--stages", "1", "--data-root", data_uri,
+             "--storage", storage, "--mlflow-uri", url, "--work-dir", str(tmp_path / "work"),
+             "--set", "train_cfg.max_iters=2", "--set", "train_cfg.val_interval=2",
+             "--set", "param_scheduler.1.end=2", "--set", "param_scheduler.1.milestones=[1]"],
+            capture_output=True, text=True, env=env, timeout=900,
+            cwd=Path(__file__).resolve().parents[1])
+        assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-5000:]
+        search_keys = list_keys(BUCKET, "ray/s3search/")
+        for name in ("trials.parquet", "summary.md", "best_config.py"):
+            assert f"ray/s3search/{name}" in search_keys, (search_keys, search.stdout[-2500:])
+        trials = client.search_runs([experiment.experiment_id],
+                                    filter_string="tags.`ray.trial_id` != ''")
+        assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+
         # credentials never reach MLflow or the logs
         config_text = Path(client.download_artifacts(run.info.run_id, "config/config.py",
                                                      str(tmp_path))).read_text()
         recorded = json.dumps([resumed.data.params, resumed.data.tags]) + config_text
-        for text in (recorded, first_log, second_log):
+        for text in (recorded, first_log, second_log, search.stdout + search.stderr):
             assert SECRET_KEY not in text
 
     # evaluation straight from the S3 checkpoint and the S3 dataset

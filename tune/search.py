@@ -186,7 +186,10 @@ def trial_table(results, metric: str, max_iters: int):
     for result in results:
         metrics = result.metrics or {}
         history = result.metrics_dataframe
-        best = float(history[metric].max()) if history is not None and metric in history else None
+        # the history is not always readable back (e.g. from s3:// storage): then
+        # the last validation stands for the trial
+        best = float(history[metric].max()) if history is not None and metric in history \
+            else metrics.get(metric)
         status = "ERROR" if result.error is not None else (
             "STOPPED" if metrics.get("iteration", 0) < max_iters else "FINISHED")
         rows.append(dict(

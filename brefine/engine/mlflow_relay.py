@@ -76,7 +76,10 @@ class RelayedMlflowClient:
         import ray
 
         actor_cls = ray.remote(num_cpus=0)(_HeadClient)
-        self._actor = actor_cls.options(resources={HEAD_RESOURCE: 0.001}).remote(tracking_uri)
+        # "DEFAULT": outside the trial's placement group, which Tune makes
+        # child actors join (and which has no bundle on the head)
+        self._actor = actor_cls.options(resources={HEAD_RESOURCE: 0.001},
+                                        scheduling_strategy="DEFAULT").remote(tracking_uri)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None
                      ) -> None:

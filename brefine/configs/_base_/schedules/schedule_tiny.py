@@ -1,5 +1,6 @@
-# 300 iterations of 4 images, validation every 100: a few CPU minutes.
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+# 1200 iterations of 4 images, validation every 400: about 8 minutes of the tiny
+# Mask R-CNN on 2 CPU cores (segm AP 0.10 on the built-in data, README).
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=1200, val_interval=400)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
@@ -8,6 +9,6 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
-    dict(type='MultiStepLR', by_epoch=False, begin=0, end=300, milestones=[200, 270], gamma=0.1),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=1200, milestones=[900, 1100], gamma=0.1),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=4)
