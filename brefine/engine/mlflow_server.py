@@ -47,4 +47,6 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
 def exec_server(command: list[str]) -> None:
     """Become the server process (signals and exit status are the server's own)."""
     print("starting:", " ".join(command), flush=True)
-    os.execv(command[0], command) if os.path.isabs(command[0]) else os.execvp(command[0], command)
+    if os.path.isabs(command[0]):
+        os.execv(command[0], command)
+    os.execvp(command[0], command)
