@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -15,7 +14,6 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
 CHECKPOINT_FILE = "checkpoint.pth"
-TRACKING_FILE = "mlflow_run.json"
 
 
 @MODEL_WRAPPERS.register_module()
@@ -60,14 +58,11 @@ class RayTrainReportHook(Hook):
 
     Every rank reports (Ray requires it); rank 0 attaches the checkpoint,
     written with the exact epoch/iteration reached, so a restarted worker
-    resumes model, optimizer, LR schedule and iteration from it. The MLflow
-    run id travels in the checkpoint too, so a restart continues the same run.
+    resumes model, optimizer, LR schedule and iteration from it (and its
+    MLflow run, found by name: :class:`MLflowTrackingHook`).
     """
 
     priority = "LOW"
-
-    def __init__(self, tracking: Optional["MLflowTrackingHook"] = None) -> None:
-        self.tracking = tracking
 
     def before_run(self, runner) -> None:
         info = scale_info(runner)
@@ -84,12 +79,7 @@ class RayTrainReportHook(Hook):
         with tempfile.TemporaryDirectory() as tmp:
             runner.save_checkpoint(tmp, CHECKPOINT_FILE,
                                    meta=dict(epoch=runner.epoch, iter=runner.iter))
-            checkpoint = None
-            if is_main_process():
-                if self.tracking is not None and self.tracking.run_id:
-                    (Path(tmp) / TRACKING_FILE).write_text(json.dumps(dict(
-                        run_id=self.tracking.run_id, run_name=self.tracking.run_name)))
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp) if is_main_process() else None
             ray.train.report(report, checkpoint=checkpoint)
 
 
@@ -102,9 +92,10 @@ class MLflowTrackingHook(Hook):
         run_name: the run's display name.
         params: logged once at the start.
         tags: set on the run (e.g. parent run id, Ray trial id).
-        run_id: continue this run (a restarted worker) instead of creating one;
-            without it, a run of the same name (and parent) in the experiment is
-            continued, e.g. a trial that PBT restarted from another's checkpoint.
+
+    A run of the same name (and parent) already in the experiment is
+    continued: a restarted worker group, a run started again under its name,
+    a trial that PBT restarted from another trial's checkpoint.
         interval: log training scalars every ``interval`` iterations.
     """
 
@@ -112,14 +103,14 @@ class MLflowTrackingHook(Hook):
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str,
                  params: Optional[dict] = None, tags: Optional[dict] = None,
-                 run_id: Optional[str] = None, interval: int = 10,
+                 interval: int = 10,
                  artifact_location: Optional[str] = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
         self.params = params or {}
         self.tags = tags or {}
-        self.run_id = run_id
+        self.run_id: Optional[str] = None
         self.interval = interval
         self.artifact_location = artifact_location
         self.client = None
@@ -133,8 +124,7 @@ class MLflowTrackingHook(Hook):
         self.client, experiment_id = connect(self.tracking_uri, self.experiment,
                                              self.artifact_location,
                                              client=open_client(self.tracking_uri))
-        if self.run_id is None:
-            self.run_id = self._existing_run(experiment_id)
+        self.run_id = self._existing_run(experiment_id)
         if self.run_id is None:
             tags = {**environment_tags(runner.world_size), **self.tags}
             run = self.client.create_run(experiment_id, run_name=self.run_name, tags=tags)

@@ -18,7 +18,6 @@ in the trainer's configs (:mod:`brefine.engine.trainer`), not here.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -27,31 +26,26 @@ from typing import Any, Optional
 from brefine.configs import HYPERPARAMETERS, load_config
 from brefine.data.remote import localize_data_root
 
-from .hooks import CHECKPOINT_FILE, TRACKING_FILE, MLflowTrackingHook, RayTrainReportHook
+from .hooks import CHECKPOINT_FILE, MLflowTrackingHook, RayTrainReportHook
 
 
-def _restore(work_dir: Path, run_name: str, resume_from: Any = None
-             ) -> tuple[Optional[Path], Optional[str]]:
-    """The checkpoint to start from, copied locally, and the MLflow run to continue.
+def _restore(work_dir: Path, resume_from: Any = None) -> Optional[Path]:
+    """The checkpoint to start from, copied locally, or None.
 
     Ray's own checkpoint of this run (a restarted worker group, or the run
     started again under its name) comes first, then ``resume_from`` (a Tune
-    checkpoint: PBT exploiting another trial). The MLflow run travels with the
-    checkpoint and is continued only by a run of the same name.
+    checkpoint: PBT exploiting another trial).
     """
     import ray.train
 
     checkpoint = ray.train.get_checkpoint() or resume_from
     if checkpoint is None:
-        return None, None
+        return None
     target = work_dir / "restored"
     target.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as src:
         shutil.copy2(Path(src) / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
-        tracking = Path(src) / TRACKING_FILE
-        recorded = json.loads(tracking.read_text()) if tracking.is_file() else {}
-    run_id = recorded.get("run_id") if recorded.get("run_name") == run_name else None
-    return target / CHECKPOINT_FILE, run_id
+    return target / CHECKPOINT_FILE
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -86,7 +80,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if evaluator["type"] == "CocoMetric":
             evaluator["outfile_prefix"] = str(work_dir / "detections")
 
-    restored, run_id = _restore(work_dir, config["run_name"], config.get("resume_from"))
+    restored = _restore(work_dir, config.get("resume_from"))
     if restored is not None:
         cfg.load_from = str(restored)
         cfg.resume = True
@@ -104,9 +98,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                       config=Path(config["config"]).name,
                       data_root=config.get("data_root") or cfg.get("data_root"))
         tracking = MLflowTrackingHook(run_name=config["run_name"], params=params, tags=tags,
-                                      run_id=run_id, **mlflow_cfg)
+                                      **mlflow_cfg)
         runner.register_hook(tracking)
-    runner.register_hook(RayTrainReportHook(tracking))
+    runner.register_hook(RayTrainReportHook())
     try:
         runner.train()
     except BaseException:
