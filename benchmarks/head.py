@@ -1,14 +1,26 @@
-"""Mask-head cost: the fusion head at 1-4 stages beside Mask R-CNN's FCN head.
+"""Mask-head cost: every fusion-head variant beside Mask R-CNN's FCN head.
 
 For each head at R50-FPN widths (256 channels, 4 trunk convs, 80 classes):
 parameters, forward+backward time per 64 RoIs and peak memory, measured in
-the same run. Usage: ``python benchmarks/head.py [--repeats N]``; writes
-benchmarks/results/head.md.
+the same run, each case in a fresh process (``common.py``). Variants:
+
+* ``paper``: every stage at 256 channels, the auxiliary line on P2's 256
+  channels (Section 3.1 as written);
+* ``half``: widths halved at each ×2 upsampling (256, 128, 64, as RefineMask
+  does) and P2 reduced to 32 channels once per image for the auxiliary line;
+* ``fast`` (the configs' default): widths quartered (256, 64, 16) and P2
+  reduced to 16 channels.
+
+On CUDA every head also runs under fp16 autocast with channels-last tensors.
+Usage: ``python benchmarks/head.py [--repeats N] [--stages 1 2 3 4]``; writes
+benchmarks/results/head.md. Targets for the 3-stage head: ≤ 1.5× the FCN
+head's time and ≤ 2× its memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -20,83 +32,111 @@ from common import child_entry, devices, measure, run_case, write_table  # noqa:
 NUM_ROIS = 64
 CHANNELS = 256
 IMAGE = (800, 1216)  # a typical COCO training size after resize
+VARIANTS = {
+    "paper": dict(),
+    "half": dict(channel_ratio=0.5, aux_channels=32),
+    "fast": dict(channel_ratio=0.25, aux_channels=16),
+}
 
 
-def build_head(kind: str, num_stages: int):
+def build_head(variant: str, num_stages: int):
     from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 
     from brefine.models.fusion_mask_head import FusionMaskHead
 
-    if kind == "fcn":
-        return FCNMaskHead(num_convs=4, in_channels=CHANNELS, conv_out_channels=CHANNELS,
-                           num_classes=80)
-    return FusionMaskHead(num_stages=num_stages, num_convs=4, in_channels=CHANNELS,
-                          conv_out_channels=CHANNELS, num_classes=80)
+    common = dict(num_convs=4, in_channels=CHANNELS, conv_out_channels=CHANNELS, num_classes=80)
+    if variant == "fcn":
+        return FCNMaskHead(**common)
+    return FusionMaskHead(num_stages=num_stages, **VARIANTS[variant], **common)
 
 
 def run(case: dict) -> dict:
     torch.manual_seed(0)
     device = case["device"]
-    head = build_head(case["kind"], case["num_stages"]).to(device)
+    fast_cuda = case.get("amp", False)
+    fmt = torch.channels_last if fast_cuda else torch.contiguous_format
+    head = build_head(case["variant"], case["num_stages"]).to(device, memory_format=fmt)
     head.init_weights()
-    feats = torch.randn(NUM_ROIS, CHANNELS, 14, 14, device=device)
-    p2 = torch.randn(2, CHANNELS, IMAGE[0] // 4, IMAGE[1] // 4, device=device)
+    feats = torch.randn(NUM_ROIS, CHANNELS, 14, 14, device=device).to(memory_format=fmt)
+    p2 = torch.randn(2, CHANNELS, IMAGE[0] // 4, IMAGE[1] // 4, device=device).to(memory_format=fmt)
     xy = torch.rand(NUM_ROIS, 2, device=device) * torch.tensor(IMAGE[::-1], device=device) * 0.7
     wh = torch.rand(NUM_ROIS, 2, device=device) * 300 + 16
     rois = torch.cat([torch.randint(0, 2, (NUM_ROIS, 1), device=device).float(), xy, xy + wh], 1)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if fast_cuda else contextlib.nullcontext()
+
+    labels = torch.randint(0, 80, (NUM_ROIS,), device=device)
 
     def step():
+        # as in training: the loss reads each RoI's own class; the fusion head
+        # computes only that class's logits when it is given the labels
         head.zero_grad(set_to_none=True)
-        out = head(feats) if case["kind"] == "fcn" else head(feats, p2, rois)
+        with autocast:
+            if case["variant"] == "fcn":
+                out = head(feats)[torch.arange(NUM_ROIS, device=device), labels]
+            else:
+                out = head(feats, p2, rois, labels)[:, 0]
         out.float().square().mean().backward()
 
     result = measure(step, device, repeats=case["repeats"])
     trunk = sum(p.numel() for p in head.convs.parameters())
     total = sum(p.numel() for p in head.parameters())
-    out_size = 28 if case["kind"] == "fcn" else head.output_size
-    return dict(result, params=total, params_beyond_trunk=total - trunk, out_size=out_size)
+    out_size = 28 if case["variant"] == "fcn" else head.output_size
+    widths = "256" if case["variant"] == "fcn" else "-".join(map(str, head.stage_channels))
+    return dict(result, params=total, params_beyond_trunk=total - trunk, out_size=out_size,
+                widths=widths)
 
 
 PAPER_PARAMS = {1: "1.0 M", 2: "2.0 M", 3: "4.1 M"}
 
 NOTES = """
 `params` counts the whole head; `beyond trunk` leaves out the four 3×3 FCN
-convs that the fusion head shares with Mask R-CNN's. Each of our stages adds an
-auxiliary 3×3 conv (0.59 M) and a residual-aware module (0.51 M), so parameters
-grow linearly: 1.12, 2.22, 3.32 M beyond the trunk for 1–3 stages. The paper's
-Table 3 reports 1.0, 2.0, 4.1 M and says that ablation ran *without* the
-residual-aware modules, where our stages would add only 0.59 M each; its counts
-therefore include parts the text does not describe, and the 1–2 stage agreement
-with our full stages is a coincidence we do not claim. Time and memory grow
-roughly 3–5× per stage with the output area (112² at 4 stages is 39× the FCN
-head's time on CPU).
+convs that the fusion head shares with Mask R-CNN's. In the paper variant each
+stage adds an auxiliary 3×3 conv (0.59 M) and a residual-aware module
+(0.51 M), so parameters grow linearly: 1.12, 2.22, 3.32 M beyond the trunk for
+1–3 stages. The paper's Table 3 reports 1.0, 2.0, 4.1 M and says that ablation
+ran *without* the residual-aware modules, where our stages would add only
+0.59 M each; its counts therefore include parts the text does not describe,
+and the 1–2 stage agreement with our full stages is a coincidence we do not
+claim. At constant width, time and memory grow 3–5× per stage with the output
+area; halving the width at each ×2 upsampling keeps every stage at about the
+cost of the first. `× FCN` compares with the FCN head on the same device and
+precision, measured in the same run.
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     rows = []
     for device in devices():
-        cases = [dict(kind="fcn", num_stages=0)] + [
-            dict(kind="fusion", num_stages=n) for n in (1, 2, 3, 4)]
-        results = [run_case(__file__, dict(c, device=device, repeats=args.repeats)) for c in cases]
-        fcn_seconds = results[0]["seconds"]
-        for case, res in zip(cases, results):
-            name = "FCN (Mask R-CNN)" if case["kind"] == "fcn" else f"fusion, {case['num_stages']} stages"
-            rows.append({
-                "device": device, "head": name, "output": f"{res['out_size']}²",
-                "params": f"{res['params'] / 1e6:.2f} M",
-                "beyond trunk": f"{res['params_beyond_trunk'] / 1e6:.2f} M",
-                "paper (Table 3)": PAPER_PARAMS.get(case["num_stages"], "-"),
-                f"fwd+bwd / {NUM_ROIS} RoIs": f"{res['seconds'] * 1e3:.1f} ms",
-                "× FCN": f"{res['seconds'] / fcn_seconds:.2f}",
-                "peak memory": f"{res['peak_mib']:.0f} MiB",
-            })
+        for amp in ([False, True] if device == "cuda" else [False]):
+            cases = [dict(variant="fcn", num_stages=0)] + [
+                dict(variant=v, num_stages=n) for v in args.variants for n in args.stages]
+            results = [run_case(__file__, dict(c, device=device, amp=amp, repeats=args.repeats))
+                       for c in cases]
+            fcn = results[0]
+            for case, res in zip(cases, results):
+                name = "FCN (Mask R-CNN)" if case["variant"] == "fcn" else \
+                    f"{case['variant']}, {case['num_stages']} stage{'s' * (case['num_stages'] > 1)}"
+                rows.append({
+                    "device": device, "precision": "fp16 autocast, channels-last" if amp else "fp32",
+                    "head": name, "widths": res["widths"], "output": f"{res['out_size']}²",
+                    "params": f"{res['params'] / 1e6:.2f} M",
+                    "beyond trunk": f"{res['params_beyond_trunk'] / 1e6:.2f} M",
+                    "paper (Table 3)": PAPER_PARAMS.get(case["num_stages"], "-")
+                    if case["variant"] == "paper" else "-",
+                    f"fwd+bwd / {NUM_ROIS} RoIs": f"{res['seconds'] * 1e3:.1f} ms",
+                    "× FCN time": f"{res['seconds'] / fcn['seconds']:.2f}",
+                    "peak memory": f"{res['peak_mib']:.0f} MiB",
+                    "× FCN memory": f"{res['peak_mib'] / max(fcn['peak_mib'], 1e-9):.2f}",
+                })
     write_table("head", "Mask head: parameters, speed and memory",
-                ["device", "head", "output", "params", "beyond trunk", "paper (Table 3)",
-                 f"fwd+bwd / {NUM_ROIS} RoIs", "× FCN", "peak memory"], rows, NOTES)
+                ["device", "precision", "head", "widths", "output", "params", "beyond trunk",
+                 "paper (Table 3)", f"fwd+bwd / {NUM_ROIS} RoIs", "× FCN time", "peak memory",
+                 "× FCN memory"], rows, NOTES)
 
 
 if __name__ == "__main__":

@@ -211,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="write the built-in synthetic COCO-format dataset")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--images", type=int, default=200, help="training images (default 200)")
+    synth.add_argument("--images", type=int, default=1000, help="training images (default 1000)")
     synth.add_argument("--val-images", type=int, default=None,
-                       help="validation images (default max(16, images // 4))")
+                       help="validation images (default max(16, images // 10))")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--classes", type=int, default=5, help="shape classes, 1-5 (default 5)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from brefine.ops.boundary import adaptive_boundary_width, boundary_region, boundary_weighted_bce
+from brefine.ops.boundary import boundary_region, boundary_weighted_bce, label_size_width
 
 
 def random_masks(n, size, seed):
@@ -45,21 +45,27 @@ def test_boundary_per_instance_width_matches_scipy():
     np.testing.assert_array_equal(ours.numpy(), ref)
 
 
-def test_adaptive_width_follows_object_extent():
-    masks = torch.zeros(3, 200, 200)
-    masks[0, 10:20, 10:20] = 1          # diag ≈ 14  → 0.28 → 1 (floor at 1)
-    masks[1, 0:150, 0:150] = 1          # diag ≈ 212 → 4.2 → 4
-    # masks[2] empty → 0
-    widths = adaptive_boundary_width(masks, ratio=0.02)
-    assert widths.tolist() == [1, 4, 0]
-    ours = boundary_region(masks, ratio=0.02, border_value=0)
-    ref = np.stack([scipy_boundary(m.bool().numpy(), int(w), 0) for m, w in zip(masks, widths)])
-    np.testing.assert_array_equal(ours.numpy(), ref)
+def test_width_follows_the_label_size():
+    """width = max(1, round(0.02 · box diagonal in image pixels)): 4× the object, ~4× the band."""
+    heights = torch.tensor([10.0, 40.0, 150.0, 600.0])
+    widths = torch.tensor([10.0, 40.0, 150.0, 400.0])
+    assert label_size_width(heights, widths, ratio=0.02).tolist() == [1, 1, 4, 14]
+    assert label_size_width(heights, widths, ratio=0.05).tolist() == [1, 3, 11, 36]
+
+
+def test_large_erosion_width_matches_scipy_and_saturates():
+    masks = random_masks(4, 56, seed=7)
+    for width in (7, 14, 40):
+        ours = boundary_region(torch.from_numpy(masks), width=width)
+        ref = np.stack([scipy_boundary(m, width, 1) for m in masks])
+        np.testing.assert_array_equal(ours.numpy(), ref)
+    # a band wider than the object's half-thickness is the whole object
+    np.testing.assert_array_equal(ours.numpy(), masks.astype(np.float32))
 
 
 def test_boundary_rejects_wrong_rank():
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
-        boundary_region(torch.zeros(4, 4))
+        boundary_region(torch.zeros(4, 4), 1)
 
 
 def direct_loss(logits, targets, boundary, lam, weights):

@@ -17,9 +17,12 @@ def test_every_shipped_config_loads_and_declares_the_hyperparameters():
 
 @pytest.mark.parametrize("stages", [1, 2, 3, 4])
 def test_num_stages_reaches_the_head_and_the_target_size(stages):
-    cfg = load_config("brefine_r50_fpn_1x_coco", {"num_stages": stages})
+    from brefine.models.build import build_detector
+
+    cfg = load_config("brefine_tiny_synthetic", {"num_stages": stages})
     assert cfg.model.roi_head.mask_head.num_stages == stages
-    assert cfg.model.train_cfg.rcnn.mask_size == 14 * 2 ** (stages - 1)
+    head = build_detector(cfg, init_weights=False).roi_head.mask_head
+    assert head.output_size == 14 * 2 ** (stages - 1)
 
 
 def test_lambda_and_rpn_weight_reach_the_model():
@@ -40,8 +43,13 @@ def test_brefine_uses_rank_and_sort_everywhere():
 @pytest.mark.parametrize("overrides,match", [
     ({"num_stages": 5}, "num_stages"),
     ({"num_stages": 0}, "num_stages"),
+    ({"num_stages": 2.0}, "num_stages"),
     ({"boundary_lambda": -1.0}, "boundary_lambda"),
+    ({"boundary_lambda": float("inf")}, "boundary_lambda"),
+    ({"boundary_lambda": float("nan")}, "boundary_lambda"),
+    ({"boundary_lambda": "big"}, "boundary_lambda"),
     ({"rpn_weight": 0.0}, "rpn_weight"),
+    ({"rpn_weight": 1e999}, "rpn_weight"),
     ({"model.roi_head.no_such_key": 1}, "model.roi_head.no_such_key"),
     ({"optim_wrapper.optimizer.lrr": 1}, "optim_wrapper.optimizer.lrr"),
 ])
@@ -58,6 +66,36 @@ def test_baseline_refuses_brefine_keys():
 def test_unknown_config_lists_the_shipped_ones():
     with pytest.raises(ConfigError, match="brefine_tiny_synthetic"):
         load_config("no_such_config")
+
+
+def test_schedule_overrides_keep_the_shape_of_the_schedule():
+    from brefine.configs import schedule_overrides
+
+    cfg = load_config("mask-rcnn_tiny_synthetic")
+    assert cfg.train_cfg.max_iters == 1200 and cfg.train_cfg.val_interval == 400
+    out = schedule_overrides(cfg, 600)
+    assert out == {"train_cfg.max_iters": 600, "train_cfg.val_interval": 200,
+                   "param_scheduler.1.end": 600, "param_scheduler.1.milestones": [450, 550]}
+    stretched = load_config("mask-rcnn_tiny_synthetic", out)
+    assert stretched.param_scheduler[0].end == cfg.param_scheduler[0].end  # warm-up kept
+    with pytest.raises(ConfigError, match="epochs"):
+        schedule_overrides(load_config("brefine_r50_fpn_1x_coco"), 100)
+
+
+def test_hyperparameter_table_owns_validation_and_search_ranges():
+    from brefine.configs import HYPERPARAMETERS
+
+    assert list(HYPERPARAMETERS) == ["num_stages", "boundary_lambda", "rpn_weight"]
+    lam = HYPERPARAMETERS["boundary_lambda"]
+    assert lam.validate(0) == 0.0 and isinstance(lam.validate(2), float)
+    assert lam.check_search((0.5, 2.0)) == (0.5, 2.0)
+    with pytest.raises(ConfigError, match="--lambda-range"):
+        lam.check_search((0.0, 2.0))  # log-uniform needs low > 0
+    with pytest.raises(ConfigError, match="--lambda-range"):
+        lam.check_search((2.0, 1.0))
+    with pytest.raises(ConfigError, match="num_stages"):
+        HYPERPARAMETERS["num_stages"].check_search((1, 5))
+    assert HYPERPARAMETERS["num_stages"].architectural
 
 
 def test_parse_overrides():

@@ -1,5 +1,6 @@
 """Residual-aware module and multistage fusion mask head."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,9 +104,12 @@ def test_head_rejects_bad_stage_count_and_missing_p2():
         head(torch.zeros(1, 16, 14, 14))
 
 
-def sampling_result(pos_boxes, gt_inds, labels):
-    return InstanceData(pos_priors=pos_boxes, pos_assigned_gt_inds=gt_inds,
-                        pos_gt_labels=labels)
+def sampling_result(pos_boxes, gt_inds, labels, gt_boxes, scores=None):
+    res = InstanceData(pos_priors=pos_boxes, pos_assigned_gt_inds=gt_inds,
+                       pos_gt_labels=labels, pos_gt_bboxes=gt_boxes[gt_inds])
+    if scores is not None:
+        res.pos_scores = scores
+    return res
 
 
 def test_loss_uses_targets_at_output_size_and_handles_no_positives():
@@ -115,22 +119,146 @@ def test_loss_uses_targets_at_output_size_and_handles_no_positives():
     masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
     masks[0, 10:40, 12:50] = 1
     gt = InstanceData(masks=BitmapMasks(masks.numpy(), 64, 64))
+    gt_boxes = torch.tensor([[12.0, 10.0, 50.0, 40.0]])
     res = sampling_result(torch.tensor([[8.0, 8.0, 52.0, 44.0]]), torch.tensor([0]),
-                          torch.tensor([1]))
+                          torch.tensor([1]), gt_boxes)
     cfg = ConfigDict(mask_size=28)  # the head overrides it with its own 56
     preds = torch.zeros(1, 3, 56, 56, requires_grad=True)
     out = head.loss_and_target(preds, [res], [gt], cfg)
     assert out["mask_targets"].shape == (1, 56, 56)
     loss = out["loss_mask"]["loss_mask"]
-    # zero logits: CE = log 2 everywhere, boundary pixels weigh (1 + λ)
+    # zero logits: CE = log 2 everywhere, boundary pixels weigh (1 + λ); the
+    # 38×30 px object gets a 1-pixel band on its 56×56 target
     targets = out["mask_targets"]
     from brefine.ops.boundary import boundary_region
-    share = boundary_region(targets).mean()
+    share = boundary_region(targets, 1).mean()
     assert loss.item() == pytest.approx(float(torch.log(torch.tensor(2.0)) * (1 + share)), rel=1e-5)
     loss.backward()
     assert preds.grad[0, 1].abs().sum() > 0 and preds.grad[0, 0].abs().sum() == 0
 
-    empty = sampling_result(torch.zeros(0, 4), torch.zeros(0).long(), torch.zeros(0).long())
+    empty = sampling_result(torch.zeros(0, 4), torch.zeros(0).long(), torch.zeros(0).long(),
+                            gt_boxes)
     empty_preds = torch.zeros(0, 3, 56, 56, requires_grad=True)
     out = head.loss_and_target(empty_preds, [empty], [gt], cfg)
     assert out["loss_mask"]["loss_mask"].item() == 0
+
+
+def test_band_on_the_target_follows_the_object_size_in_the_image():
+    """The same 56×56 target, once for a 40-px object and once for a 400-px one."""
+    from mmdet.structures.mask import BitmapMasks
+
+    from brefine.ops.boundary import boundary_region
+
+    head = make_head(3)
+    head.boundary_lambda = 1.0
+    losses, bands = [], []
+    for side in (40, 400):
+        masks = np.zeros((1, side, side), np.uint8)
+        masks[0, side // 8: side - side // 8, side // 8: side - side // 8] = 1
+        gt = InstanceData(masks=BitmapMasks(masks, side, side))
+        box = torch.tensor([[0.0, 0.0, float(side), float(side)]])
+        res = sampling_result(box, torch.tensor([0]), torch.tensor([0]), box)
+        out = head.loss_and_target(torch.zeros(1, 3, 56, 56), [res], [gt], ConfigDict())
+        targets = out["mask_targets"]
+        width = max(1, round(0.02 * side * 2 ** 0.5))  # 1 and 11 target pixels
+        band = boundary_region(targets, width)
+        bands.append(band.sum().item())
+        share = band.mean().item()
+        assert out["loss_mask"]["loss_mask"].item() == pytest.approx(np.log(2) * (1 + share),
+                                                                      rel=1e-5)
+        losses.append(out["loss_mask"]["loss_mask"].item())
+    assert bands[1] > 6 * bands[0]  # same target, 10× the object: a band ~10× wider
+    assert losses[1] > losses[0]
+
+
+def test_instance_weights_come_from_the_sampling_results():
+    from mmdet.structures.mask import BitmapMasks
+
+    head = make_head(1)
+    masks = np.zeros((2, 32, 32), np.uint8)
+    masks[0, 4:20, 4:20] = 1
+    masks[1, 10:30, 8:28] = 1
+    gt = InstanceData(masks=BitmapMasks(masks, 32, 32))
+    boxes = torch.tensor([[4.0, 4.0, 20.0, 20.0], [8.0, 10.0, 28.0, 30.0]])
+    logits = torch.randn(2, 3, 14, 14, generator=torch.Generator().manual_seed(0))
+    plain = sampling_result(boxes, torch.tensor([0, 1]), torch.tensor([2, 0]), boxes)
+    weighted = sampling_result(boxes, torch.tensor([0, 1]), torch.tensor([2, 0]), boxes,
+                               scores=torch.tensor([0.9, 0.1]))
+    a = head.loss_and_target(logits, [plain], [gt], ConfigDict())["loss_mask"]["loss_mask"]
+    b = head.loss_and_target(logits, [weighted], [gt], ConfigDict())["loss_mask"]["loss_mask"]
+    targets = head.get_targets([plain], [gt], ConfigDict())
+    from brefine.ops.boundary import boundary_region, boundary_weighted_bce
+    picked = logits[[0, 1], [2, 0]]
+    band = boundary_region(targets, 1)
+    ref = boundary_weighted_bce(picked, targets, band, head.boundary_lambda,
+                                torch.tensor([0.9, 0.1]))
+    assert b.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert a.item() != pytest.approx(b.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("ratio,aux,widths", [(1.0, None, (16, 16, 16)), (0.5, 8, (16, 8, 8))])
+def test_stage_widths_and_auxiliary_reduction(ratio, aux, widths):
+    head = FusionMaskHead(num_stages=3, num_convs=2, in_channels=16, conv_out_channels=16,
+                          num_classes=3, channel_ratio=ratio, aux_channels=aux)
+    head.init_weights()
+    assert head.stage_channels == widths
+    assert [m.conv.out_channels for m in head.aux_convs] == list(widths)
+    assert [m.restore[0].out_channels for m in head.stage_modules] == [*widths[1:], widths[-1]]
+    assert (head.aux_reduce is None) == (aux is None)
+    feats, p2, rois = make_inputs()
+    out = head(feats, p2, rois)
+    assert out.shape == (5, 3, 56, 56)
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in head.parameters())
+
+
+def test_fast_head_matches_a_functional_reference():
+    """The reduced, narrowing head written out with F.conv2d and the module's own weights."""
+    import mmcv.ops
+
+    torch.manual_seed(0)
+    head = FusionMaskHead(num_stages=2, num_convs=1, in_channels=16, conv_out_channels=16,
+                          num_classes=3, channel_ratio=0.5, aux_channels=8).double()
+    head.init_weights()
+    feats, p2, rois = make_inputs()
+    feats, p2, rois = feats.double(), p2.double(), rois.double()
+
+    def conv(module, x):
+        c = module.conv if hasattr(module, "conv") else module[0]
+        return F.relu(F.conv2d(x, c.weight, c.bias, padding=c.padding, dilation=c.dilation))
+
+    x = conv(head.convs[0], feats)
+    reduced = conv(head.aux_reduce, p2)
+    for k in range(2):  # stage k: RoIAlign at its size, 2^(1-k) samples per bin side
+        pooled = mmcv.ops.roi_align(reduced, rois, 14 * 2 ** k, 1 / 4, 2 ** (1 - k), "avg", True)
+        ram = head.stage_modules[k]
+        squeezed = conv(ram.squeeze, x + conv(head.aux_convs[k], pooled))
+        x = conv(ram.restore, squeezed + sum(conv(b, squeezed) for b in ram.branches))
+        if k == 0:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    ref = F.conv2d(x, head.conv_logits.weight, head.conv_logits.bias)
+    torch.testing.assert_close(head(feats, p2, rois), ref)
+
+
+def test_cap_positives_keeps_at_most_the_cap_and_aligned_fields():
+    from brefine.models.brefine_roi_head import cap_positives
+
+    from types import SimpleNamespace
+
+    results = []
+    for n in (5, 0, 9):
+        results.append(SimpleNamespace(
+            pos_inds=torch.arange(n), pos_priors=torch.rand(n, 4), pos_is_gt=torch.zeros(n),
+            pos_assigned_gt_inds=torch.arange(n), pos_gt_labels=torch.arange(n) % 3,
+            pos_gt_bboxes=torch.rand(n, 4), pos_scores=torch.arange(n).float()))
+    assert cap_positives(results, None) is results and cap_positives(results, 14) is results
+    torch.manual_seed(0)
+    capped = cap_positives(results, 6)
+    assert sum(len(r.pos_inds) for r in capped) == 6
+    for before, after in zip(results, capped):
+        kept = after.pos_inds
+        assert set(kept.tolist()) <= set(before.pos_inds.tolist())
+        assert torch.equal(after.pos_scores, before.pos_scores[kept])
+        assert torch.equal(after.pos_priors, before.pos_priors[kept])
+        assert len(after.pos_gt_bboxes) == len(kept)
+    assert [len(r.pos_inds) for r in results] == [5, 0, 9]  # the inputs are untouched

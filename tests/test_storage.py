@@ -84,6 +84,26 @@ def test_sync_errors_name_the_uri(s3, cache):
         sync_s3_prefix(f"s3://{BUCKET}/empty")
 
 
+@pytest.mark.parametrize("evil", ["ds/../../../escaped.txt", "ds//tmp/absolute.txt",
+                                  "ds/a/./b.txt", "ds/a/../../escaped.txt"])
+def test_sync_refuses_keys_that_leave_the_mirror(s3, cache, tmp_path, evil):
+    """Path traversal: a key that would land outside the cache folder is refused, named,
+    and nothing at all is written for that sync (not even the harmless objects)."""
+    import boto3
+
+    client = boto3.client("s3")
+    prefix = f"traversal-{abs(hash(evil))}"
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/ok.txt", Body=b"fine")
+    client.put_object(Bucket=BUCKET, Key=f"{prefix}/{evil.removeprefix('ds/')}", Body=b"evil")
+    before = {p for p in tmp_path.rglob("*")}
+    with pytest.raises(DatasetCheckError, match="refusing S3 key"):
+        sync_s3_prefix(f"s3://{BUCKET}/{prefix}")
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert not [p for p in written if p.is_file() and p.read_bytes() in (b"evil", b"fine")]
+    assert not Path("/tmp/absolute.txt").exists()
+    assert not (cache.parent / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+
+
 def brefine(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "brefine.cli", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=900)

@@ -1,35 +1,38 @@
 """Config loading: mmengine configs plus BRefine's top-level hyperparameters.
 
 Every config declares ``num_stages``, ``boundary_lambda`` and ``rpn_weight``
-at top level (None in the Mask R-CNN baselines). The values written inside
-``model`` are evaluated when the file is read, so an override of a top-level
-key (``--set num_stages=2``, a Tune trial) must be written through to the
-model again: :func:`load_config` does this after merging overrides, and it is
-the only way the platform reads configs.
+at top level (None in the Mask R-CNN baselines); their table is
+:mod:`brefine.configs.hyperparameters`. The values written inside ``model``
+are evaluated when the file is read, so an override of a top-level key
+(``--set num_stages=2``, a Tune trial) must be written through to the model
+again: :func:`load_config` does this after merging overrides, and it is the
+only way the platform reads configs.
 """
 
 from __future__ import annotations
 
 import ast
-import numbers
 from pathlib import Path
 from typing import Any, Mapping
 
 from mmengine.config import Config, ConfigDict
 
+from .hyperparameters import HYPERPARAMETERS, ConfigError, Hyperparameter
+
 CONFIG_DIR = Path(__file__).resolve().parent
-HYPERPARAMETERS = ("num_stages", "boundary_lambda", "rpn_weight")
 
-__all__ = ["CONFIG_DIR", "HYPERPARAMETERS", "ConfigError", "apply_hyperparameters",
-           "apply_data_root", "list_configs", "load_config", "parse_overrides", "resolve_config_path"]
+__all__ = ["CONFIG_DIR", "HYPERPARAMETERS", "ConfigError", "Hyperparameter",
+           "apply_hyperparameters", "apply_data_root", "list_configs", "load_config",
+           "parse_overrides", "resolve_config_path", "schedule_overrides"]
 
 
-class ConfigError(ValueError):
-    """A config or an override is invalid; the message names the key or file."""
+# Python modules of this package, not configs
+PACKAGE_MODULES = {"__init__", "hyperparameters"}
 
 
 def list_configs() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.py")
+                  if not p.name.startswith("_") and p.stem not in PACKAGE_MODULES)
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -38,7 +41,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path.resolve()
     shipped = CONFIG_DIR / (path.name if path.suffix == ".py" else f"{path.name}.py")
-    if shipped.is_file():
+    if shipped.is_file() and shipped.stem not in PACKAGE_MODULES:
         return shipped
     raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a shipped config; "
                       f"shipped: {', '.join(list_configs())}")
@@ -62,52 +65,66 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def _check_key_exists(cfg: Config, dotted: str) -> None:
-    node: Any = cfg
-    walked = []
+def _lookup(node: Any, dotted: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted path through dicts and lists."""
     for part in dotted.split("."):
-        walked.append(part)
         if isinstance(node, (dict, ConfigDict, Config)) and part in node:
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            raise ConfigError(f"unknown config key {'.'.join(walked)!r} in override {dotted!r} "
-                              f"(config {cfg.filename})")
+            return False, None
+    return True, node
 
 
-def _validated(key: str, value: Any) -> int | float:
-    """The value as a plain int/float, or ConfigError naming the key."""
-    if key == "num_stages":
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
-                or not 1 <= value <= 4:
-            raise ConfigError(f"num_stages must be an integer in 1..4, got {value!r}")
-        return int(value)
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if key == "boundary_lambda" and not value >= 0:
-        raise ConfigError(f"boundary_lambda must be >= 0, got {value!r}")
-    if key == "rpn_weight" and not value > 0:
-        raise ConfigError(f"rpn_weight must be > 0, got {value!r}")
-    return float(value)
+def _check_key_exists(cfg: Config, dotted: str) -> None:
+    parts = dotted.split(".")
+    for depth in range(1, len(parts) + 1):
+        if not _lookup(cfg, ".".join(parts[:depth]))[0]:
+            raise ConfigError(f"unknown config key {'.'.join(parts[:depth])!r} in override "
+                              f"{dotted!r} (config {cfg.filename})")
 
 
 def apply_hyperparameters(cfg: Config) -> Config:
     """Validate the top-level hyperparameters and write them into the model."""
-    mask_head = cfg.model.get("roi_head", {}).get("mask_head", {})
-    sections = {"num_stages": mask_head, "boundary_lambda": mask_head,
-                "rpn_weight": cfg.model.get("rpn_head", {})}
-    for key, section in sections.items():
-        if cfg.get(key) is None:
+    for name, hyper in HYPERPARAMETERS.items():
+        if cfg.get(name) is None:
             continue
-        if key not in section:
-            raise ConfigError(f"{key}={cfg[key]!r} is set but config {cfg.filename} has no part "
-                              f"that uses it (a Mask R-CNN baseline?)")
-        cfg[key] = section[key] = _validated(key, cfg[key])
-    rcnn_train = cfg.model.get("train_cfg", {}).get("rcnn")
-    if cfg.get("num_stages") is not None and rcnn_train is not None:
-        rcnn_train["mask_size"] = 14 * 2 ** (cfg.num_stages - 1)
+        parent, _, leaf = hyper.target.rpartition(".")
+        found, section = _lookup(cfg.model, parent)
+        if not found or leaf not in section:
+            raise ConfigError(f"{name}={cfg[name]!r} is set but config {cfg.filename} has no "
+                              f"model.{hyper.target} that uses it (a Mask R-CNN baseline?)")
+        cfg[name] = section[leaf] = hyper.validate(cfg[name])
     return cfg
+
+
+def schedule_overrides(cfg: Config, max_iters: int) -> dict[str, Any]:
+    """Dotted overrides that stretch an iteration-based schedule to ``max_iters``.
+
+    The validation interval, the LR milestones and the end of every scheduler
+    that lasts the whole run scale with it (so the schedule keeps its shape);
+    a warm-up that ends earlier keeps its length.
+    """
+    old = cfg.train_cfg.get("max_iters")
+    if old is None:
+        raise ConfigError(f"config {cfg.filename} trains by epochs; --max-iters needs an "
+                          "iteration-based schedule (train_cfg.max_iters)")
+    if not isinstance(max_iters, int) or max_iters < 1:
+        raise ConfigError(f"--max-iters must be a positive integer, got {max_iters!r}")
+    out: dict[str, Any] = {"train_cfg.max_iters": max_iters}
+    if cfg.train_cfg.get("val_interval"):
+        out["train_cfg.val_interval"] = max(1, round(cfg.train_cfg.val_interval * max_iters / old))
+    schedulers = cfg.get("param_scheduler") or []
+    for i, sched in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        if sched.get("by_epoch", True):
+            continue
+        if sched.get("end") == old:
+            out[f"param_scheduler.{i}.end"] = max_iters
+        if "milestones" in sched:
+            out[f"param_scheduler.{i}.milestones"] = [max(1, round(m * max_iters / old))
+                                                      for m in sched.milestones]
+    return out
 
 
 DATA_SECTIONS = ("train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator",

@@ -8,9 +8,6 @@ _base_ = [
     './_base_/default_runtime_tiny.py',
 ]
 
-num_stages = 3
-boundary_lambda = 1.0
-rpn_weight = 0.2
 num_classes = 5
 width = 32  # FPN / head channels
 
@@ -19,17 +16,14 @@ model = dict(
     backbone=dict(
         depth=18, base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=width),
-    rpn_head=dict(in_channels=width, feat_channels=width, rpn_weight=rpn_weight),
+    rpn_head=dict(in_channels=width, feat_channels=width),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=width),
         bbox_head=dict(in_channels=width, fc_out_channels=128, num_classes=num_classes),
         mask_roi_extractor=dict(out_channels=width),
-        mask_head=dict(
-            num_stages=num_stages, boundary_lambda=boundary_lambda, num_convs=2,
-            in_channels=width, conv_out_channels=width, num_classes=num_classes)),
-    train_cfg=dict(
-        rpn_proposal=dict(nms_pre=512, max_per_img=256),
-        rcnn=dict(mask_size=14 * 2 ** (num_stages - 1))),
+        mask_head=dict(num_convs=2, in_channels=width, conv_out_channels=width,
+                       num_classes=num_classes, aux_channels=8)),
+    train_cfg=dict(rpn_proposal=dict(nms_pre=512, max_per_img=256)),
     test_cfg=dict(
         rpn=dict(nms_pre=512, max_per_img=256),
         # a few hundred iterations do not calibrate RS scores up to 0.40

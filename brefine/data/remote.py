@@ -93,6 +93,28 @@ def _write_manifest(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
+def mirror_path(local: Path, key: str, prefix: str) -> Path:
+    """Where object ``key`` lands under ``local``; refuses keys that would leave it.
+
+    Anyone who can write keys into the bucket chooses these names, so a key
+    whose part below the prefix is absolute, has ``..``, ``.`` or empty
+    segments, or a backslash or NUL, is refused (DatasetCheckError naming
+    it): nothing is written outside the mirror folder.
+    """
+    rel = key[len(prefix):]
+    parts = rel.split("/")
+    if not rel or any(part in ("", ".", "..") for part in parts) or "\\" in rel or "\0" in rel:
+        raise DatasetCheckError(f"refusing S3 key {key!r}: below the prefix {prefix!r} it is not "
+                                "a plain relative path (absolute, '..', '.' or empty segments), "
+                                "so mirroring it could write outside the cache folder; rename "
+                                "or delete that object")
+    target = local.joinpath(*parts)
+    if not target.resolve().is_relative_to(local.resolve()):
+        raise DatasetCheckError(f"refusing S3 key {key!r}: it resolves outside the mirror "
+                                f"folder {local} (a symbolic link there?)")
+    return target
+
+
 def _list_objects(client, bucket: str, prefix: str) -> list[dict]:
     objects = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -129,10 +151,11 @@ def sync_s3_prefix(uri: str, cache_dir: Optional[Path] = None, max_workers: int 
         manifest_path = local / MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         pending = []
-        for obj in objects:
-            rel = obj["Key"][len(prefix):]
+        for obj in objects:  # every key is checked before anything is written
+            target = mirror_path(local, obj["Key"], prefix)
+            rel = target.relative_to(local).as_posix()
             etag = obj["ETag"].strip('"')
-            if _up_to_date(local / rel, obj["Size"], etag, manifest.get(rel)):
+            if _up_to_date(target, obj["Size"], etag, manifest.get(rel)):
                 manifest[rel] = dict(etag=etag, size=obj["Size"])
                 report.skipped += 1
             else:

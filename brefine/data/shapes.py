@@ -1,11 +1,12 @@
 """Procedural scenes whose objects have curved, fine boundaries.
 
 Every class is a *shape family* (colour is random per instance, so only the
-shape tells the class): smooth blobs, stars with sharp spikes, crescents,
-rings with a hole, and crosses with thin arms. Masks are exact: a pixel is
-foreground iff its centre lies inside the analytic shape, and the image is
-painted from the very same masks. Objects come at small, medium and large
-sizes (COCO's 32² / 96² area split scaled to the image) and later objects
+shape tells the class): blobs with wavy outlines, stars with sharp spikes,
+crescents, rings with a wavy rim and a hole, and crosses with thin arms.
+Masks are exact: a pixel is foreground iff its centre lies inside the analytic
+shape, and the image is painted from the very same masks. Objects lie inside
+the image, mostly medium and large (a third of the image across or more), so
+that a coarse mask loses visible detail along their outlines; later objects
 occlude earlier ones, whose masks lose the occluded pixels.
 """
 
@@ -37,11 +38,9 @@ def _shape_mask(kind: str, size: int, cx: float, cy: float, radius: float,
     r, theta = _polar(size, cx, cy)
     theta = theta + rng.uniform(0, 2 * np.pi)
     if kind == "blob":
-        harmonics = sum(rng.uniform(0.05, 0.15) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-                        for k in (2, 3, 5))
-        return r < radius * (0.8 + harmonics)
+        return r < radius * (0.8 + _waves(theta, rng, (2, 3, 5, 7, 9), 0.04, 0.1))
     if kind == "star":
-        spikes = int(rng.integers(5, 8))
+        spikes = int(rng.integers(5, 10))
         return r < radius * (0.45 + 0.55 * np.abs(np.cos(spikes * theta / 2)) ** 3)
     if kind == "crescent":
         shift = radius * rng.uniform(0.35, 0.55)
@@ -49,13 +48,21 @@ def _shape_mask(kind: str, size: int, cx: float, cy: float, radius: float,
         inner, _ = _polar(size, cx + shift * np.cos(angle), cy + shift * np.sin(angle))
         return (r < radius) & (inner >= radius * 0.85)
     if kind == "ring":
-        return (r < radius) & (r >= radius * rng.uniform(0.45, 0.65))
+        rim = radius * (0.92 + _waves(theta, rng, (6, 11), 0.03, 0.06))
+        return (r < rim) & (r >= radius * rng.uniform(0.45, 0.6))
     if kind == "cross":
-        arm = max(radius * rng.uniform(0.12, 0.2), 0.8)
+        arm = max(radius * rng.uniform(0.1, 0.18), 1.0)
         u = r * np.cos(theta)
         v = r * np.sin(theta)
         return (r < radius) & ((np.abs(u) < arm) | (np.abs(v) < arm))
     raise ValueError(f"unknown shape kind {kind!r}; known: {SHAPE_CLASSES}")
+
+
+def _waves(theta: np.ndarray, rng: np.random.Generator, orders: tuple[int, ...],
+           low: float, high: float) -> np.ndarray:
+    """A sum of random-phase harmonics of the angle: a wavy outline."""
+    return sum(rng.uniform(low, high) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+               for k in orders)
 
 
 def _texture(size: int, rng: np.random.Generator, base: np.ndarray, contrast: float) -> np.ndarray:
@@ -70,27 +77,38 @@ def _texture(size: int, rng: np.random.Generator, base: np.ndarray, contrast: fl
     return np.clip(base[None, None, :] * (1 + pattern[..., None]), 0, 255)
 
 
+# (share of objects, radius range as a fraction of the image side): at
+# 128 px, radii 6-12 px, 13-26 px and 26-44 px
+SIZE_BINS = ((0.15, (0.05, 0.09)), (0.45, (0.10, 0.20)), (0.40, (0.20, 0.34)))
+MIN_COLOUR_CONTRAST = 60  # an object's colour differs this much from the background's
+
+
+def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    while True:
+        colour = rng.uniform(30, 230, 3)
+        if np.abs(colour - background).max() >= MIN_COLOUR_CONTRAST:
+            return colour
+
+
 def render_scene(rng: np.random.Generator, size: int = 128, num_classes: int = 5,
-                 max_objects: int = 6) -> Scene:
+                 max_objects: int = 4) -> Scene:
     """One image with 1..max_objects instances of the first ``num_classes`` families."""
     if not 1 <= num_classes <= len(SHAPE_CLASSES):
         raise ValueError(f"num_classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
-    image = _texture(size, rng, rng.uniform(60, 200, 3), contrast=0.25)
+    background = rng.uniform(60, 200, 3)
+    image = _texture(size, rng, background, contrast=0.2)
     visible: list[np.ndarray] = []
     labels: list[int] = []
-    # radius ranges giving COCO-small (< 32²), medium and large (> 96² px area)
-    # discs at 128 px; other sizes scale with the image
-    scale = size / 128
-    radius_bins = [(3.5, 9), (10, 28), (60, 80)]
+    shares = np.array([share for share, _ in SIZE_BINS])
     for _ in range(int(rng.integers(1, max_objects + 1))):
         label = int(rng.integers(num_classes))
-        lo, hi = radius_bins[int(rng.integers(3))]
-        radius = rng.uniform(lo, hi) * scale
-        cx, cy = rng.uniform(radius * 0.5, size - radius * 0.5, 2)
+        lo, hi = SIZE_BINS[int(rng.choice(len(SIZE_BINS), p=shares))][1]
+        radius = rng.uniform(lo, hi) * size
+        cx, cy = rng.uniform(radius, size - radius, 2)
         mask = _shape_mask(SHAPE_CLASSES[label], size, cx, cy, radius, rng)
         if mask.sum() < MIN_VISIBLE_PIXELS:
             continue
-        colour = _texture(size, rng, rng.uniform(30, 230, 3), contrast=0.15)
+        colour = _texture(size, rng, _object_colour(rng, background), contrast=0.15)
         image[mask] = colour[mask]
         visible = [m & ~mask for m in visible]
         visible.append(mask)

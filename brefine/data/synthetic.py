@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from .shapes import SHAPE_CLASSES, render_scene
 from .toy import masks_to_boxes
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 SPLIT_SEEDS = {"train": 0, "val": 1}
 
 
@@ -59,9 +59,9 @@ def write_split(out: Path, split: str, num_images: int, seed: int, num_classes: 
     return coco
 
 
-def write_synthetic_dataset(out: str | Path, images: int = 200, val_images: int | None = None,
+def write_synthetic_dataset(out: str | Path, images: int = 1000, val_images: int | None = None,
                             seed: int = 0, num_classes: int = 5, size: int = 128) -> Path:
-    """Write train (``images``) and val (default max(16, images // 4)) splits under ``out``."""
+    """Write train (``images``) and val (default max(16, images // 10)) splits under ``out``."""
     if images < 1:
         raise ValueError(f"images must be >= 1, got {images}")
     if not 1 <= num_classes <= len(SHAPE_CLASSES):
@@ -72,12 +72,12 @@ def write_synthetic_dataset(out: str | Path, images: int = 200, val_images: int 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     write_split(out, "train", images, seed, num_classes, size)
-    write_split(out, "val", val_images if val_images is not None else max(16, images // 4),
+    write_split(out, "val", val_images if val_images is not None else max(16, images // 10),
                 seed, num_classes, size)
     return out
 
 
-def default_synthetic_root(cache_dir: str | Path | None = None, images: int = 200,
+def default_synthetic_root(cache_dir: str | Path | None = None, images: int = 1000,
                            seed: int = 0) -> Path:
     """Where the demo and the embedded search keep the dataset; written once when missing."""
     from brefine.paths import cache_dir as default_cache

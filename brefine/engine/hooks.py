@@ -64,6 +64,19 @@ class RayTrainReportHook(Hook):
 
     priority = "LOW"
 
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self.train_iters = 0
+        self._iter_started = 0.0
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._iter_started = time.perf_counter()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        self.train_seconds += time.perf_counter() - self._iter_started
+        self.train_iters += 1
+
     def before_run(self, runner) -> None:
         info = scale_info(runner)
         runner.logger.info(
@@ -76,6 +89,8 @@ class RayTrainReportHook(Hook):
 
         report = numeric_metrics(metrics)
         report.update(iteration=runner.iter, epoch=runner.epoch)
+        if self.train_iters:  # the model's steps alone (forward, backward, update)
+            report["train_s_per_iter"] = self.train_seconds / self.train_iters
         with tempfile.TemporaryDirectory() as tmp:
             runner.save_checkpoint(tmp, CHECKPOINT_FILE,
                                    meta=dict(epoch=runner.epoch, iter=runner.iter))

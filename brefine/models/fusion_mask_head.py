@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-import mmcv.ops
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
@@ -14,13 +13,20 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.utils import InstanceList
-from torch import Tensor
+from torch import Tensor, nn
 
-from brefine.ops.boundary import DEFAULT_BOUNDARY_RATIO, boundary_region, boundary_weighted_bce
+from brefine.ops.boundary import (DEFAULT_BOUNDARY_RATIO, boundary_region, boundary_weighted_bce,
+                                  label_size_width)
+from brefine.ops.roi_sampling import roi_sample
 
 from .residual_aware import ResidualAwareModule
 
 MAX_STAGES = 4
+
+
+def fusion_output_size(num_stages: int, roi_feat_size: int = 14) -> int:
+    """S = roi_feat_size · 2^(n−1): 14, 28, 56, 112 for 1-4 stages."""
+    return roi_feat_size * 2 ** (num_stages - 1)
 
 
 @MODELS.register_module()
@@ -28,24 +34,40 @@ class FusionMaskHead(FCNMaskHead):
     """Mask head that refines 14×14 RoI features to 14·2^(n−1) in n stages.
 
     Main line: the usual mask RoI features (B, C_in, 14, 14) from the FPN
-    level that suits each RoI, through ``num_convs`` 3×3 convs (as Mask R-CNN).
-    Auxiliary line: for stage k (k = 0 … n−1), RoIAlign on P2 (the finest FPN
-    level) at 14·2^k, then a 3×3 conv. Stage k adds the auxiliary features to
-    the main line, runs a residual-aware module and, except after the last
-    stage, upsamples ×2 bilinearly (the paper found transposed convs worse).
-    A 1×1 conv gives (B, num_classes, S, S) logits, S = 14·2^(n−1).
+    level that suits each RoI, through ``num_convs`` 3×3 convs (as Mask R-CNN),
+    giving C_0 = ``conv_out_channels`` channels. Auxiliary line: for stage k
+    (k = 0 … n−1), RoIAlign on P2 (the finest FPN level) at 14·2^k with
+    2^(n−1−k) samples per bin side, then a 3×3 conv to the stage's width C_k.
+    All stages share one sampling pass at the finest size, average-pooled to
+    the coarser ones, which is that RoIAlign exactly (:mod:`brefine.ops.roi_sampling`). Stage k adds the auxiliary features to the
+    main line, runs a residual-aware module that ends at C_{k+1} channels and,
+    except after the last stage, upsamples ×2 bilinearly (the paper found
+    transposed convs worse). A 1×1 conv gives (B, num_classes, S, S) logits.
+
+    Widths. The paper keeps every stage at C_0 (``channel_ratio=1``,
+    ``aux_channels=None``): the 3-stage head then costs about 8× Mask R-CNN's
+    FCN head (``benchmarks/results/head.md``). ``channel_ratio=0.5`` halves the
+    width at each ×2 upsampling, as RefineMask does, so every stage costs about
+    the same; ``aux_channels=c`` first reduces P2 to c channels with a 1×1 conv,
+    once per image, so the auxiliary RoIAligns and 3×3 convs read c channels
+    instead of C_in.
 
     Training targets are cropped at S×S whatever ``mask_size`` the train config
-    says, and the loss is the boundary-weighted BCE (Eq. 2), optionally with
-    per-instance weights (Eq. 6).
+    says, and the loss is the boundary-weighted BCE (Eq. 2) with the band width
+    following each object's size in image pixels (:mod:`brefine.ops.boundary`),
+    weighted per instance by ``pos_scores`` when the sampling results carry them
+    (Eq. 6, set by :class:`BRefineRoIHead`).
 
     Args:
         num_stages: n ∈ {1, 2, 3, 4}; output size 14, 28, 56, 112.
         boundary_lambda: λ of Eq. 2.
-        boundary_ratio: adaptive boundary width = ratio × object diagonal
-            (see :mod:`brefine.ops.boundary`).
-        use_residual_aware: False replaces each module by identity (Table 3).
-        aux_roi_layer: RoIAlign settings of the auxiliary line.
+        boundary_ratio: band width = ratio × the object's box diagonal in
+            image pixels.
+        channel_ratio: C_k = C_0 · ratio^k (at least 8).
+        aux_channels: channels P2 is reduced to before the auxiliary line
+            (None: no reduction).
+        use_residual_aware: False replaces each module by a 1×1 conv + ReLU to
+            the next width (identity at constant width; Table 3).
         aux_featmap_stride: stride of the feature map the auxiliary line reads
             (P2: 4).
         Others as :class:`mmdet.models.FCNMaskHead`.
@@ -55,62 +77,82 @@ class FusionMaskHead(FCNMaskHead):
                  num_stages: int = 3,
                  boundary_lambda: float = 1.0,
                  boundary_ratio: float = DEFAULT_BOUNDARY_RATIO,
+                 channel_ratio: float = 1.0,
+                 aux_channels: Optional[int] = None,
                  use_residual_aware: bool = True,
-                 aux_roi_layer: Optional[dict] = None,
                  aux_featmap_stride: int = 4,
                  roi_feat_size: int = 14,
                  **kwargs) -> None:
         if not 1 <= num_stages <= MAX_STAGES:
             raise ValueError(f"num_stages must be in 1..{MAX_STAGES}, got {num_stages}")
-        if boundary_lambda < 0:
-            raise ValueError(f"boundary_lambda must be >= 0, got {boundary_lambda}")
+        if not 0 < channel_ratio <= 1:
+            raise ValueError(f"channel_ratio must be in (0, 1], got {channel_ratio}")
         kwargs.pop("upsample_cfg", None)
         kwargs.pop("loss_mask", None)
         super().__init__(roi_feat_size=roi_feat_size, upsample_cfg=dict(type=None), **kwargs)
-        # FCNMaskHead builds a loss from its config; ours is the boundary BCE.
+        # FCNMaskHead builds a loss and a logits conv for its own width; ours
+        # are the boundary BCE and a conv on the last stage's width.
         del self.loss_mask
         self.num_stages = num_stages
         self.boundary_lambda = boundary_lambda
         self.boundary_ratio = boundary_ratio
-        self.output_size = roi_feat_size * 2 ** (num_stages - 1)
+        self.output_size = fusion_output_size(num_stages, roi_feat_size)
+        widths = [max(8, 2 * round(self.conv_out_channels * channel_ratio ** k / 2))
+                  for k in range(num_stages)]
+        self.stage_channels = tuple(widths)
 
-        aux_roi_layer = dict(aux_roi_layer or dict(type="RoIAlign", sampling_ratio=0,
-                                                   aligned=True))
-        layer_cls = getattr(mmcv.ops, aux_roi_layer.pop("type"))
-        self.aux_roi_layers = ModuleList(
-            layer_cls(output_size=roi_feat_size * 2 ** k, spatial_scale=1 / aux_featmap_stride,
-                      **aux_roi_layer)
-            for k in range(num_stages))
+        self.aux_reduce = None
+        aux_in = self.in_channels
+        if aux_channels is not None:
+            self.aux_reduce = ConvModule(self.in_channels, aux_channels, 1,
+                                         conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
+            aux_in = aux_channels
+        self.aux_spatial_scale = 1 / aux_featmap_stride
         self.aux_convs = ModuleList(
-            ConvModule(self.in_channels, self.conv_out_channels, 3, padding=1,
-                       conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
-            for _ in range(num_stages))
+            ConvModule(aux_in, width, 3, padding=1, conv_cfg=self.conv_cfg,
+                       norm_cfg=self.norm_cfg)
+            for width in widths)
+        next_widths = widths[1:] + widths[-1:]
         self.stage_modules = ModuleList(
-            ResidualAwareModule(self.conv_out_channels) if use_residual_aware else torch.nn.Identity()
-            for _ in range(num_stages))
+            ResidualAwareModule(width, out) if use_residual_aware else _transition(width, out)
+            for width, out in zip(widths, next_widths))
+        out_channels = 1 if self.class_agnostic else self.num_classes
+        self.conv_logits = nn.Conv2d(widths[-1], out_channels, 1)
 
     def forward(self, x: Tensor, fine_feats: Optional[Tensor] = None,
-                rois: Optional[Tensor] = None) -> Tensor:
+                rois: Optional[Tensor] = None, labels: Optional[Tensor] = None) -> Tensor:
         """
         Args:
             x: (B, C_in, 14, 14) mask RoI features of the main line.
             fine_feats: (N_img, C_in, H/4, W/4) the P2 feature map.
             rois: (B, 5) RoIs as (batch index, x1, y1, x2, y2) in image pixels.
+            labels: optional (B,) class of each RoI: only that class's logits
+                are computed (the loss and the prediction use no other), which
+                spares a (B, num_classes, S, S) tensor at the largest size.
 
         Returns:
-            (B, num_classes or 1, S, S) mask logits, S = 14·2^(num_stages−1).
+            (B, num_classes, S, S) mask logits, S = 14·2^(num_stages−1), or
+            (B, 1, S, S) for class-agnostic heads and when ``labels`` are given.
         """
         if fine_feats is None or rois is None:
             raise ValueError("FusionMaskHead needs the P2 features and the RoIs; "
                              "use it inside BRefineRoIHead")
         for conv in self.convs:
             x = conv(x)
+        if self.aux_reduce is not None:
+            fine_feats = self.aux_reduce(fine_feats)
+        fine = roi_sample(fine_feats, rois, self.output_size, self.aux_spatial_scale)
         for k in range(self.num_stages):
-            aux = self.aux_convs[k](self.aux_roi_layers[k](fine_feats, rois))
-            x = self.stage_modules[k](x + aux)
+            factor = 2 ** (self.num_stages - 1 - k)
+            pooled = F.avg_pool2d(fine, factor) if factor > 1 else fine
+            x = self.stage_modules[k](x + self.aux_convs[k](pooled))
             if k + 1 < self.num_stages:
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.conv_logits(x)
+        if labels is None or self.class_agnostic:
+            return self.conv_logits(x)
+        weight = self.conv_logits.weight[labels, :, 0, 0]  # (B, C)
+        logits = torch.einsum("bchw,bc->bhw", x, weight) + self.conv_logits.bias[labels, None, None]
+        return logits[:, None]
 
     def get_targets(self, sampling_results: List[SamplingResult],
                     batch_gt_instances: InstanceList, rcnn_train_cfg: ConfigDict) -> Tensor:
@@ -119,24 +161,45 @@ class FusionMaskHead(FCNMaskHead):
         return super().get_targets(sampling_results, batch_gt_instances, cfg)
 
     def loss_and_target(self, mask_preds: Tensor, sampling_results: List[SamplingResult],
-                        batch_gt_instances: InstanceList, rcnn_train_cfg: ConfigDict,
-                        instance_weights: Optional[Tensor] = None) -> dict:
+                        batch_gt_instances: InstanceList, rcnn_train_cfg: ConfigDict) -> dict:
         """Boundary-weighted BCE of the positives' masks.
 
         Args:
             mask_preds: (num_pos, num_classes, S, S) logits.
-            instance_weights: optional (num_pos,) weights, e.g. the detached
-                classification scores of the positives (Eq. 6).
+            sampling_results: per image; their ``pos_scores`` (num_pos_i,), where
+                present, weigh the instances (Eq. 6).
         """
         mask_targets = self.get_targets(sampling_results, batch_gt_instances, rcnn_train_cfg)
         if mask_preds.size(0) == 0:
             return dict(loss_mask=dict(loss_mask=mask_preds.sum()), mask_targets=mask_targets)
-        if self.class_agnostic:
+        if mask_preds.size(1) == 1:  # class-agnostic, or computed for the labels only
             logits = mask_preds[:, 0]
         else:
             labels = torch.cat([res.pos_gt_labels for res in sampling_results])
             logits = mask_preds[torch.arange(len(labels), device=labels.device), labels]
-        boundary = boundary_region(mask_targets, ratio=self.boundary_ratio)
-        loss = boundary_weighted_bce(logits, mask_targets, boundary, self.boundary_lambda,
-                                     instance_weights)
+        gt_boxes = torch.cat([res.pos_gt_bboxes for res in sampling_results])
+        widths = label_size_width(gt_boxes[:, 3] - gt_boxes[:, 1], gt_boxes[:, 2] - gt_boxes[:, 0],
+                                  self.boundary_ratio)
+        boundary = boundary_region(mask_targets, widths.to(mask_targets.device))
+        weights = None
+        if all(hasattr(res, "pos_scores") for res in sampling_results):
+            weights = torch.cat([res.pos_scores for res in sampling_results])
+        loss = boundary_weighted_bce(logits, mask_targets, boundary, self.boundary_lambda, weights)
         return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
+
+
+    def _predict_by_feat_single(self, mask_preds: Tensor, bboxes: Tensor, labels: Tensor,
+                                img_meta: dict, rcnn_test_cfg: ConfigDict, rescale: bool = False,
+                                activate_map: bool = False) -> Tensor:
+        """The parent's pasting; ``mask_preds`` may hold the labels' logits only."""
+        if mask_preds.size(1) == 1 and not self.class_agnostic:
+            labels = torch.zeros_like(labels)  # channel 0 is each RoI's own class
+        return super()._predict_by_feat_single(mask_preds, bboxes, labels, img_meta,
+                                               rcnn_test_cfg, rescale, activate_map)
+
+
+def _transition(channels: int, out_channels: int) -> nn.Module:
+    """Stand-in for the residual-aware module in the Table 3 ablation."""
+    if channels == out_channels:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(channels, out_channels, 1), nn.ReLU(inplace=True))

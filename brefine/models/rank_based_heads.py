@@ -67,21 +67,22 @@ class RankSortLoss(nn.Module):
 
 
 def rank_sort_task_loss(cls_logits: Tensor, ignored: Tensor, pos_index: Tensor,
-                        pred_boxes: Tensor, target_boxes: Tensor, loss_cls: RankSortLoss,
-                        loss_bbox: nn.Module) -> dict:
+                        pos_scores: Tensor, pred_boxes: Tensor, target_boxes: Tensor,
+                        loss_cls: RankSortLoss, loss_bbox: nn.Module) -> dict:
     """One task of Eq. 5: L_RS + λ_k · L_k.
 
     Args:
         cls_logits: (M,) all classification logits of the task, flattened.
         ignored: (M,) bool, entries that take no part.
         pos_index: (P,) positions of the positives in ``cls_logits``.
+        pos_scores: (P,) the positives' classification scores w_i of Eq. 6.
         pred_boxes: (P, 4) decoded predicted boxes of the positives.
         target_boxes: (P, 4) their ground-truth boxes.
         loss_bbox: a GIoU loss with ``reduction='none'``.
 
     Returns:
-        dict with ``rank``, ``sort``, ``bbox`` (λ_k · L_k) losses, ``lambda``,
-        and, for the mask task, ``pos_scores`` (P,) and ``rank_sort_value``.
+        dict with the ``rank``, ``sort`` and ``bbox`` (λ_k · L_k) losses,
+        ``lam`` (λ_k) and ``raw_bbox`` (L_k before balancing, detached).
     """
     iou = bbox_overlaps(pred_boxes.detach(), target_boxes, is_aligned=True)
     labels = torch.zeros_like(cls_logits)
@@ -89,12 +90,9 @@ def rank_sort_task_loss(cls_logits: Tensor, ignored: Tensor, pos_index: Tensor,
     labels[pos_index] = iou.clamp_min(MIN_POSITIVE_IOU).to(labels.dtype)
     ranking, sorting = loss_cls(cls_logits, labels)
 
-    pos_scores = cls_logits[pos_index].detach().sigmoid()
-    giou = loss_bbox(pred_boxes, target_boxes).reshape(-1)
-    rank_sort_value = (ranking + sorting).detach()
-    bbox, lam = value_balanced(score_weighted_mean(giou, pos_scores), rank_sort_value)
-    return dict(rank=ranking, sort=sorting, bbox=bbox, lam=lam, pos_scores=pos_scores,
-                rank_sort_value=rank_sort_value)
+    giou = score_weighted_mean(loss_bbox(pred_boxes, target_boxes).reshape(-1), pos_scores)
+    bbox, lam = value_balanced(giou, ranking + sorting)
+    return dict(rank=ranking, sort=sorting, bbox=bbox, lam=lam, raw_bbox=giou.detach())
 
 
 @MODELS.register_module()
@@ -147,11 +145,13 @@ class RankBasedRPNHead(RPNHead):
 
         pos_index = torch.nonzero((labels == 0) & ~ignored, as_tuple=True)[0]
         pred_boxes = get_box_tensor(self.bbox_coder.decode(anchors[pos_index], deltas[pos_index]))
-        out = rank_sort_task_loss(logits, ignored, pos_index, pred_boxes, targets[pos_index],
-                                  self.loss_cls, self.loss_bbox)
+        out = rank_sort_task_loss(logits, ignored, pos_index,
+                                  logits[pos_index].detach().sigmoid(), pred_boxes,
+                                  targets[pos_index], self.loss_cls, self.loss_bbox)
         w = self.rpn_weight
         return dict(loss_rpn_rank=w * out["rank"], loss_rpn_sort=w * out["sort"],
-                    loss_rpn_bbox=w * out["bbox"], rpn_lambda=out["lam"])
+                    loss_rpn_bbox=w * out["bbox"], rpn_lambda=out["lam"],
+                    rpn_raw_bbox=out["raw_bbox"])
 
 
 @MODELS.register_module()
@@ -185,9 +185,8 @@ class RankBasedBBoxHead(Shared2FCBBoxHead):
             rois: (n, 5) the RoIs.
 
         Returns:
-            dict with ``loss_bbox`` (the loss dict), ``bbox_targets``,
-            ``pos_scores`` (num_pos,) in the order of the mask head's
-            positives, and ``rank_sort_value`` (detached L_RS2).
+            dict with ``loss_bbox`` (the loss dict) and ``bbox_targets``, as
+            the parent's.
         """
         targets = self.get_targets(sampling_results, rcnn_train_cfg, concat=True)
         labels, label_weights, bbox_targets, _ = targets
@@ -198,10 +197,11 @@ class RankBasedBBoxHead(Shared2FCBBoxHead):
         deltas = deltas[pos_rows, 0 if self.reg_class_agnostic else pos_labels]
         pred_boxes = get_box_tensor(self.bbox_coder.decode(rois[pos_rows, 1:], deltas))
         ignored = (label_weights == 0)[:, None].expand(num_rois, num_classes).reshape(-1)
+        # Eq. 6 weighs by the detection score, the best class's (published RS head)
+        pos_scores = cls_score.detach()[pos_rows].sigmoid().max(dim=1).values
         out = rank_sort_task_loss(cls_score.reshape(-1), ignored, pos_rows * num_classes + pos_labels,
-                                  pred_boxes, get_box_tensor(bbox_targets)[pos_rows],
+                                  pos_scores, pred_boxes, get_box_tensor(bbox_targets)[pos_rows],
                                   self.loss_cls, self.loss_bbox)
         losses = dict(loss_rank=out["rank"], loss_sort=out["sort"], loss_bbox=out["bbox"],
-                      bbox_lambda=out["lam"])
-        return dict(loss_bbox=losses, bbox_targets=targets, pos_scores=out["pos_scores"],
-                    rank_sort_value=out["rank_sort_value"])
+                      bbox_lambda=out["lam"], raw_bbox=out["raw_bbox"])
+        return dict(loss_bbox=losses, bbox_targets=targets)

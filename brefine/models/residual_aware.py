@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Optional
+
 from torch import Tensor, nn
 
 __all__ = ["ResidualAwareModule"]
@@ -13,20 +14,23 @@ class ResidualAwareModule(nn.Module):
 
     x (B, C, H, W) → 1×1 conv to C/2 → [3×3 dilated conv, rates (1, 2, 3)] in
     parallel, plus the squeezed features themselves as the residual branch →
-    sum → 1×1 conv back to C → (B, C, H, W). Each conv is followed by ReLU.
+    sum → 1×1 conv to ``out_channels`` (C by default, the paper's "restore")
+    → (B, out_channels, H, W). Each conv is followed by ReLU.
 
     Squeezing first keeps the three 3×3 convs at a quarter of the cost they
     would have on C channels; the residual branch carries the local detail the
-    dilated convs blur.
+    dilated convs blur. A fusion head whose next stage is narrower restores
+    straight to that width, so the ×2 upsampling after it moves fewer channels.
 
     Args:
-        channels: C, input and output channels.
+        channels: C, input channels.
+        out_channels: output channels (default C).
         dilations: rates of the parallel 3×3 convs.
         residual: keep the residual branch (Table 4's last row vs. the one above).
     """
 
-    def __init__(self, channels: int, dilations: tuple[int, ...] = (1, 2, 3),
-                 residual: bool = True) -> None:
+    def __init__(self, channels: int, out_channels: Optional[int] = None,
+                 dilations: tuple[int, ...] = (1, 2, 3), residual: bool = True) -> None:
         super().__init__()
         if channels % 2:
             raise ValueError(f"channels must be even to halve them, got {channels}")
@@ -37,7 +41,8 @@ class ResidualAwareModule(nn.Module):
                           nn.ReLU(inplace=True))
             for d in dilations)
         self.residual = residual
-        self.restore = nn.Sequential(nn.Conv2d(hidden, channels, 1), nn.ReLU(inplace=True))
+        self.restore = nn.Sequential(nn.Conv2d(hidden, out_channels or channels, 1),
+                                     nn.ReLU(inplace=True))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -45,7 +50,8 @@ class ResidualAwareModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         squeezed = self.squeeze(x)
-        context = torch.stack([branch(squeezed) for branch in self.branches]).sum(0)
-        if self.residual:
-            context = context + squeezed
+        context = squeezed if self.residual else None
+        for branch in self.branches:
+            out = branch(squeezed)
+            context = out if context is None else context + out
         return self.restore(context)

@@ -23,9 +23,11 @@ model = dict(
         anchor_generator=dict(
             type='AnchorGenerator', scales=[8], ratios=[0.5, 1.0, 2.0],
             strides=[4, 8, 16, 32, 64]),
+        # GIoU on decoded boxes with the deltas scaled as in the published
+        # Rank & Sort RPN (kemaloksuz/RankSortLoss): the box head's stds
         bbox_coder=dict(
             type='DeltaXYWHBBoxCoder', target_means=[.0, .0, .0, .0],
-            target_stds=[1.0, 1.0, 1.0, 1.0]),
+            target_stds=[0.1, 0.1, 0.2, 0.2]),
         reg_decoded_bbox=True,
         loss_cls=dict(type='RankSortLoss', delta=0.5, use_sigmoid=True),
         loss_bbox=dict(type='GIoULoss', reduction='none')),
@@ -50,6 +52,13 @@ model = dict(
             type='FusionMaskHead',
             num_stages=num_stages,
             boundary_lambda=boundary_lambda,
+            # Widths: each ×2 upsampling quarters the channels (256, 64, 16)
+            # and the auxiliary line reads P2 reduced to 16 channels; the
+            # paper's constant 256 channels (channel_ratio=1.0,
+            # aux_channels=None) cost 8-11x the FCN head, these 1.3x
+            # (benchmarks/results/head.md)
+            channel_ratio=0.25,
+            aux_channels=16,
             num_convs=4,
             in_channels=256,
             conv_out_channels=256,
@@ -64,9 +73,10 @@ model = dict(
             sampler=dict(
                 type='RandomSampler', num=1_000_000, pos_fraction=1.0,
                 neg_pos_ub=-1, add_gt_as_proposals=True),
-            # the fusion head crops its targets at its own output size
-            # (14 * 2 ** (num_stages - 1)); this value is kept in step
-            mask_size=14 * 2 ** (num_stages - 1))),
+            # with no sampler quota, the mask head trains on at most this many
+            # positives per batch (published RS Mask R-CNN: 200); the fusion
+            # head crops its targets at its own output size, not mask_size
+            max_mask_rois=200)),
     test_cfg=dict(
         # RS-trained scores estimate localisation quality and sit higher than
         # softmax scores; the Rank & Sort reference configs cut at 0.40.

@@ -1,0 +1,228 @@
+"""Accuracy: BRefine and its parts beside Mask R-CNN on the built-in data, over seeds.
+
+Every variant trains the tiny model (ResNet-18 at ¼ width, random init) on the
+built-in synthetic dataset with the same schedule, once per seed, through the
+platform itself (Ray Train, one worker, MLflow), and is evaluated on the
+built-in validation set. The variants follow the paper's ablations:
+
+====================  =========================================================
+``mask-rcnn``         Mask R-CNN (FCN head, softmax CE, smooth L1)
+``mask-rcnn+rs``      + Rank & Sort on RPN and RoI classification, score-weighted
+                      GIoU, loss-value balancing (Table 5, "RS Mask R-CNN")
+``fusion-1/2/3``      Mask R-CNN with the fusion head, 1-3 stages, plain BCE
+                      (λ = 0; Table 3)
+``fusion-3+boundary`` + the boundary-region loss, λ = 1 (Table 6 direction)
+``brefine``           fusion head, 3 stages + BRank & Sort (the full method)
+====================  =========================================================
+
+Each finished training appends a line to ``benchmarks/results/accuracy_runs.jsonl``
+and the table ``benchmarks/results/accuracy.md`` (mean ± sample std over seeds)
+is rebuilt from that file. A run already there (same variant, seed and
+schedule) is not trained again, so a stopped harness resumes where its table
+stops. MLflow: one parent run (``--name``, experiment ``synthetic``) with a
+child run per training.
+
+Usage::
+
+    python benchmarks/accuracy.py                       # all variants, seeds 0 1 2
+    python benchmarks/accuracy.py --variants mask-rcnn brefine --seeds 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+METRICS = {  # column → key in the final report of a run
+    "segm AP": "coco/segm_mAP", "AP75": "coco/segm_mAP_75", "AP_l": "coco/segm_mAP_l",
+    "boundary AP": "boundary_AP", "bbox AP": "coco/bbox_mAP", "s/iter": "train_s_per_iter",
+}
+
+
+def _fusion_head(num_stages: int, boundary_lambda: float) -> dict[str, Any]:
+    """Overrides that put the tiny BRefine's fusion head on a tiny Mask R-CNN."""
+    from brefine.configs import load_config
+
+    head = load_config("brefine_tiny_synthetic").model.roi_head.mask_head.to_dict()
+    return {"model.roi_head.type": "BRefineRoIHead",
+            "model.roi_head.mask_head": dict(head, _delete_=True),
+            "num_stages": num_stages, "boundary_lambda": boundary_lambda}
+
+
+def _fcn_head() -> dict[str, Any]:
+    """Overrides that put the tiny Mask R-CNN's FCN head on the tiny BRefine."""
+    from brefine.configs import load_config
+
+    head = load_config("mask-rcnn_tiny_synthetic").model.roi_head.mask_head.to_dict()
+    return {"model.roi_head.mask_head": dict(head, _delete_=True),
+            "num_stages": None, "boundary_lambda": None}
+
+
+# name → (config, overrides builder, its arguments, what it is)
+VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
+    "mask-rcnn": ("mask-rcnn_tiny_synthetic", None, (), "Mask R-CNN"),
+    "mask-rcnn+rs": ("brefine_tiny_synthetic", _fcn_head, (), "+ Rank & Sort (RPN, RoI), FCN head"),
+    "fusion-1": ("mask-rcnn_tiny_synthetic", _fusion_head, (1, 0.0), "fusion head, 1 stage, BCE"),
+    "fusion-2": ("mask-rcnn_tiny_synthetic", _fusion_head, (2, 0.0), "fusion head, 2 stages, BCE"),
+    "fusion-3": ("mask-rcnn_tiny_synthetic", _fusion_head, (3, 0.0), "fusion head, 3 stages, BCE"),
+    "fusion-3+boundary": ("mask-rcnn_tiny_synthetic", _fusion_head, (3, 1.0),
+                          "fusion head, 3 stages, boundary loss λ=1"),
+    "brefine": ("brefine_tiny_synthetic", None, (), "BRefine: fusion head 3 stages + BR&S"),
+}
+
+
+def variant_overrides(name: str, max_iters: int | None, extra: dict) -> tuple[str, dict]:
+    from brefine.configs import load_config, schedule_overrides
+
+    config, builder, args, _ = VARIANTS[name]
+    overrides = dict(builder(*args)) if builder else {}
+    if max_iters is not None:
+        overrides.update(schedule_overrides(load_config(config), max_iters))
+    overrides.update(extra)
+    return config, overrides
+
+
+def load_runs(runs_file: Path) -> list[dict]:
+    if not runs_file.is_file():
+        return []
+    return [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()]
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def write_table(runs: list[dict], command: str, table_file: Path) -> None:
+    schedules = sorted({r["schedule"] for r in runs})
+    lines = ["# Accuracy on the built-in data: BRefine and its parts vs Mask R-CNN", "",
+             f"Made by `{command}` (resumable: runs in `accuracy_runs.jsonl`).", "",
+             "Tiny models (ResNet-18 at ¼ width, random init), 128 px images, built-in "
+             "synthetic train/val split; one Ray Train worker per run on "
+             f"{platform.machine()} CPU ({os.cpu_count()} cores). Mean ± sample standard "
+             "deviation over seeds; segm, bbox and boundary AP on the validation set at the "
+             "end of training; s/iter = the model's training step alone.", ""]
+    for schedule in schedules:
+        lines += [f"## {schedule}", "",
+                  "| variant | what | seeds | " + " | ".join(METRICS) + " |",
+                  "|---|---|---|" + "---|" * len(METRICS)]
+        for name, (_, _, _, what) in VARIANTS.items():
+            rows = [r for r in runs if r["variant"] == name and r["schedule"] == schedule]
+            if not rows:
+                continue
+            seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
+            cells = [mean_std([r["metrics"][k] for r in rows if k in r["metrics"]])
+                     for k in METRICS.values()]
+            lines.append(f"| {name} | {what} | {seeds} | " + " | ".join(cells) + " |")
+        lines.append("")
+    table_file.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def open_parent_run(spec, name: str, command: str, schedule: str) -> tuple[Any, str]:
+    """The harness's MLflow parent run, continued when it exists."""
+    from mlflow.entities import Param
+
+    from brefine.engine.tracking import connect, default_artifact_location, environment_tags
+
+    client, experiment_id = connect(spec.tracking_uri, spec.experiment,
+                                    default_artifact_location(spec.tracking_uri, spec.work_dir))
+    found = [r for r in client.search_runs([experiment_id], "tags.`brefine.role` = 'accuracy'")
+             if r.info.run_name == name]
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return client, found[0].info.run_id
+    run_id = client.create_run(experiment_id, run_name=name, tags={
+        **environment_tags(), "brefine.role": "accuracy",
+        "mlflow.note.content": command}).info.run_id
+    client.log_batch(run_id, params=[Param("schedule", schedule)])
+    return client, run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-iters", type=int, default=None,
+                        help="stretch the tiny schedule to this many iterations (default: as is)")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help="an override for every variant (recorded in the schedule label)")
+    parser.add_argument("--work-dir", default="work_dirs/accuracy")
+    parser.add_argument("--results", default=str(RESULTS),
+                        help="folder of accuracy.md and accuracy_runs.jsonl (default: "
+                             "benchmarks/results)")
+    parser.add_argument("--name", default="accuracy", help="MLflow parent run")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
+                                                                      else argv))
+
+    from brefine.configs import load_config, parse_overrides
+    from brefine.engine.launch import prepare_run
+    from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray
+
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    runs_file, table_file = results / "accuracy_runs.jsonl", results / "accuracy.md"
+    extra = parse_overrides(args.overrides)
+    base = load_config("mask-rcnn_tiny_synthetic", extra)
+    schedule = (f"{args.max_iters or base.train_cfg.max_iters} iterations of "
+                f"{base.train_dataloader.batch_size} images"
+                + (f", {' '.join(args.overrides)}" if args.overrides else ""))
+    done = {(r["variant"], r["seed"]) for r in load_runs(runs_file) if r["schedule"] == schedule}
+    todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
+    print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
+
+    init_ray()
+    scale = ScaleOptions(num_workers=1, cpus_per_worker=os.cpu_count() or 1)
+    client = parent_id = None
+    try:
+        for i, (name, seed) in enumerate(todo, 1):
+            config, overrides = variant_overrides(name, args.max_iters, extra)
+            spec = prepare_run(config, overrides, work_dir=args.work_dir)
+            if parent_id is None:
+                client, parent_id = open_parent_run(spec, args.name, command, schedule)
+            run_name = f"{args.name}-{name}-seed{seed}"
+            print(f"[{i}/{len(todo)}] {run_name}: {VARIANTS[name][3]}", flush=True)
+            started = time.time()
+            trainer = build_trainer(
+                spec.worker_config(run_name, seed=seed, parent_run_id=parent_id,
+                                   params={"variant": name}, tags={"brefine.variant": name}),
+                scale, run_name, str(Path(args.work_dir).resolve() / "ray_results"))
+            result = trainer.fit()
+            metrics = {k: float(v) for k, v in (result.metrics or {}).items()
+                       if isinstance(v, (int, float)) and math.isfinite(v)}
+            with runs_file.open("a") as out:
+                out.write(json.dumps(dict(variant=name, seed=seed, schedule=schedule,
+                                          config=config, wall_s=round(time.time() - started, 1),
+                                          metrics=metrics)) + "\n")
+            write_table(load_runs(runs_file), command, table_file)
+    except BaseException as err:
+        if parent_id is not None:
+            client.set_terminated(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt)
+                                  else "FAILED")
+        raise
+    if parent_id is not None:
+        client.log_artifact(parent_id, str(table_file), "accuracy")
+        client.set_terminated(parent_id, "FINISHED")
+    write_table(load_runs(runs_file), command, table_file)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Whole-model cost: BRefine beside Mask R-CNN, training step and inference.
+
+Each model trains on the same batch of synthetic scenes (forward, backward,
+SGD step) and predicts on it, each case in a fresh process (``common.py``):
+
+* ``tiny``: the configs trained on the built-in data (128 px, batch 4);
+* ``r50``: the R50-FPN COCO configs (random init) at 512 px, batch 2.
+
+BRefine runs with the configs' fusion head and, for comparison, with the
+paper's constant-width head (``--set`` of ``channel_ratio=1``,
+``aux_channels=None``). Inference keeps 100 detections per image for every
+model (score threshold 0), so the mask heads see the same number of RoIs.
+CPU rows always; CUDA rows (fp32 and AMP) when a GPU is present.
+
+Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]``;
+writes benchmarks/results/train_step.md. Targets: a BRefine training
+iteration ≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import child_entry, devices, measure, run_case, write_table  # noqa: E402
+
+SCALES = {
+    "tiny": dict(size=128, batch=4, configs=("mask-rcnn_tiny_synthetic", "brefine_tiny_synthetic")),
+    "r50": dict(size=512, batch=2, configs=("mask-rcnn_r50_fpn_1x_coco", "brefine_r50_fpn_1x_coco")),
+}
+PAPER_HEAD = {"model.roi_head.mask_head.channel_ratio": 1.0,
+              "model.roi_head.mask_head.aux_channels": None}
+DETECTIONS = 100
+
+
+def build(config: str, overrides: dict, device: str):
+    from brefine.configs import load_config
+    from brefine.models.build import build_detector
+
+    overrides = {**overrides, "model.backbone.init_cfg": None,
+                 "model.test_cfg.rcnn.score_thr": 0.0,
+                 "model.test_cfg.rcnn.max_per_img": DETECTIONS}
+    torch.manual_seed(0)
+    return build_detector(load_config(config, overrides)).to(device)
+
+
+def run(case: dict) -> dict:
+    from brefine.data.toy import toy_batch
+
+    device, scale = case["device"], SCALES[case["scale"]]
+    model = build(case["config"], case["overrides"], device)
+    batch = toy_batch(scale["batch"], size=scale["size"], seed=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    autocast = torch.autocast("cuda", dtype=torch.float16) if case["amp"] else \
+        contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=case["amp"])
+
+    def train_step():
+        model.train()
+        data = model.data_preprocessor(batch, training=True)
+        with autocast:
+            losses = model(**data, mode="loss")
+        loss, _ = model.parse_losses(losses)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def predict():
+        model.eval()
+        with torch.no_grad(), autocast:
+            model(**model.data_preprocessor(batch, training=False), mode="predict")
+
+    train = measure(train_step, device, repeats=case["repeats"])
+    infer = measure(predict, device, repeats=case["repeats"])
+    return dict(train_s=train["seconds"], train_mib=train["peak_mib"],
+                images_per_s=scale["batch"] / infer["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scales", nargs="+", choices=list(SCALES), default=list(SCALES))
+    args = parser.parse_args()
+    rows = []
+    for device in devices():
+        for amp in ([False, True] if device == "cuda" else [False]):
+            for scale in args.scales:
+                baseline, brefine = SCALES[scale]["configs"]
+                cases = [("Mask R-CNN", baseline, {}), ("BRefine", brefine, {}),
+                         ("BRefine, paper-width head", brefine, PAPER_HEAD)]
+                results = [run_case(__file__, dict(device=device, amp=amp, scale=scale,
+                                                   config=config, overrides=overrides,
+                                                   repeats=args.repeats))
+                           for _, config, overrides in cases]
+                base = results[0]
+                for (name, config, _), res in zip(cases, results):
+                    rows.append({
+                        "device": device, "precision": "AMP fp16" if amp else "fp32",
+                        "scale": f"{scale} ({SCALES[scale]['size']} px × {SCALES[scale]['batch']})",
+                        "model": name, "config": config,
+                        "train s/iter": f"{res['train_s']:.3f}",
+                        "× Mask R-CNN": f"{res['train_s'] / base['train_s']:.2f}",
+                        "train peak": f"{res['train_mib']:.0f} MiB",
+                        "inference img/s": f"{res['images_per_s']:.2f}",
+                        "× Mask R-CNN img/s": f"{res['images_per_s'] / base['images_per_s']:.2f}",
+                    })
+    write_table("train_step", "Whole model: training iteration and inference, BRefine vs Mask R-CNN",
+                ["device", "precision", "scale", "model", "config", "train s/iter", "× Mask R-CNN",
+                 "train peak", "inference img/s", "× Mask R-CNN img/s"], rows,
+                f"Inference keeps {DETECTIONS} detections per image for every model. Same batch, "
+                "same process layout (one fresh process per case), medians of the repeats.")
+
+
+if __name__ == "__main__":
+    if not child_entry(run):
+        main()

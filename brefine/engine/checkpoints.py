@@ -1,0 +1,110 @@
+"""Checkpoint files: where they are, and loading them without running their code.
+
+A ``.pth`` file is a pickle, and unpickling can run any code the file names.
+Checkpoints here load with ``torch.load(weights_only=True)`` and an explicit
+allow-list of the types MMEngine checkpoints hold (tensors, containers, the
+numpy arrays and :class:`~mmengine.logging.HistoryBuffer` of the message
+hub). A file that needs anything else is refused with a message; nothing
+falls back to a full unpickle unless the user said they trust the file
+(``--trust-checkpoint``). :func:`install_safe_loader` puts this loader under
+MMEngine's, so ``load_from`` and ``resume`` of every Runner use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_FILE = "checkpoint.pth"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unsafe to load, or does not fit the model."""
+
+
+def allowed_globals() -> list:
+    """The non-tensor types an MMEngine checkpoint of this platform contains."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray,
+            np.dtype, type(np.dtype(np.uint32)), type(np.dtype(np.float64)),
+            type(np.dtype(np.int64)), type(np.dtype(np.float32)), HistoryBuffer]
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", trust: bool = False) -> Any:
+    """``torch.load`` restricted to :func:`allowed_globals`; ``trust`` lifts the restriction."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if trust:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: it holds objects outside the allow-list of "
+            f"safe types ({reason}). Loading it would run code from the file. If you made it "
+            "or trust where it came from, pass --trust-checkpoint") from None
+
+
+TRUST_ENV = "BREFINE_TRUST_CHECKPOINTS"
+
+
+def install_safe_loader(trust: bool = False) -> None:
+    """Make MMEngine load local checkpoints through :func:`load_checkpoint_file`.
+
+    ``trust`` (or ``$BREFINE_TRUST_CHECKPOINTS=1``) allows full unpickling.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    trusted = trust or os.environ.get(TRUST_ENV) == "1"
+
+    def load_local(filename: str, map_location: Any = None) -> Any:
+        return load_checkpoint_file(filename, map_location, trust=trusted)
+
+    CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
+
+
+def fetch_checkpoint(checkpoint: str, out_dir: Path) -> str:
+    """A local ``.pth`` for a file or a Ray checkpoint folder, local or a URI (s3://)."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(checkpoint) if "://" in checkpoint else \
+            (pafs.LocalFileSystem(), str(Path(checkpoint).resolve()))
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            path, info = f"{path}/{CHECKPOINT_FILE}", fs.get_file_info(f"{path}/{CHECKPOINT_FILE}")
+    except OSError as err:
+        raise CheckpointError(f"cannot open checkpoint {checkpoint}: {err}") from None
+    if info.type != pafs.FileType.File:
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist (expected a .pth file "
+                              f"or a Ray checkpoint folder holding {CHECKPOINT_FILE})")
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    local = out_dir / CHECKPOINT_FILE
+    pafs.copy_files(path, str(local), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())
+    return str(local)
+
+
+def load_weights_strictly(runner, checkpoint: str) -> None:
+    """Load a checkpoint into a Runner's model; every weight must be there.
+
+    MMEngine's default loads what matches and only warns about the rest, which
+    evaluates a random model with a straight face; here a checkpoint for
+    another model is an error that says how far off it is.
+    """
+    try:
+        runner.load_checkpoint(checkpoint, map_location="cpu", strict=True)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise CheckpointError(f"checkpoint {checkpoint} does not fit the config's model: "
+                              + " ".join(lines)[:600]) from None
