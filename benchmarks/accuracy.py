@@ -134,23 +134,22 @@ def write_table(runs: list[dict], command: str, table_file: Path) -> None:
     print("\n".join(lines))
 
 
+def spec_experiment_id(client, spec) -> str:
+    return client.get_experiment_by_name(spec.experiment).experiment_id
+
+
 def open_parent_run(spec, name: str, command: str, schedule: str) -> tuple[Any, str]:
     """The harness's MLflow parent run, continued when it exists."""
     from mlflow.entities import Param
 
-    from brefine.engine.tracking import connect, default_artifact_location, environment_tags
+    from brefine.engine.tracking import connect, environment_tags, open_run
 
-    client, experiment_id = connect(spec.tracking_uri, spec.experiment,
-                                    default_artifact_location(spec.tracking_uri, spec.work_dir))
-    found = [r for r in client.search_runs([experiment_id], "tags.`brefine.role` = 'accuracy'")
-             if r.info.run_name == name]
-    if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        return client, found[0].info.run_id
-    run_id = client.create_run(experiment_id, run_name=name, tags={
-        **environment_tags(), "brefine.role": "accuracy",
-        "mlflow.note.content": command}).info.run_id
-    client.log_batch(run_id, params=[Param("schedule", schedule)])
+    client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
+    run_id, existed = open_run(client, experiment_id, name,
+                               tags={**environment_tags(), "brefine.role": "accuracy"},
+                               description=command)
+    if not existed:
+        client.log_batch(run_id, params=[Param("schedule", schedule)])
     return client, run_id
 
 
@@ -174,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from brefine.configs import load_config, parse_overrides
     from brefine.engine.launch import prepare_run
-    from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray
+    from brefine.engine.ray_runtime import start_ray
+    from brefine.engine.tracking import environment_tags, open_run
+    from brefine.engine.trainer import ScaleOptions, build_trainer, describe_failure
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
     print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
 
-    init_ray()
-    scale = ScaleOptions(num_workers=1, cpus_per_worker=os.cpu_count() or 1)
+    start_ray()
+    scale = ScaleOptions(num_workers=1)
     client = parent_id = None
     try:
         for i, (name, seed) in enumerate(todo, 1):
@@ -200,11 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             run_name = f"{args.name}-{name}-seed{seed}"
             print(f"[{i}/{len(todo)}] {run_name}: {VARIANTS[name][3]}", flush=True)
             started = time.time()
+            run_id, _ = open_run(client, spec_experiment_id(client, spec), run_name, parent_id,
+                                 tags={**environment_tags(), "brefine.variant": name},
+                                 description=f"{VARIANTS[name][3]}, seed {seed}: {command}")
             trainer = build_trainer(
-                spec.worker_config(run_name, seed=seed, parent_run_id=parent_id,
-                                   params={"variant": name}, tags={"brefine.variant": name}),
+                spec.worker_config(run_name, run_id, seed=seed, log_to_file=True,
+                                   params={"variant": name, "schedule": schedule}),
                 scale, run_name, str(Path(args.work_dir).resolve() / "ray_results"))
-            result = trainer.fit()
+            try:
+                result = trainer.fit()
+            except Exception as err:
+                client.set_terminated(run_id, "FAILED")
+                raise SystemExit(f"error: {run_name} failed: {describe_failure(err)}") from None
+            client.set_terminated(run_id, "FINISHED")
             metrics = {k: float(v) for k, v in (result.metrics or {}).items()
                        if isinstance(v, (int, float)) and math.isfinite(v)}
             with runs_file.open("a") as out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -48,53 +49,67 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_line() -> str:
+    """How this process was started, for a run's description."""
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def run_params(launch) -> dict:
+    """What MLflow records of a run beside the hyperparameters: overrides and schedule."""
+    train_cfg = launch.spec.cfg.train_cfg
+    params = {f"set.{k}": v for k, v in launch.spec.overrides.items()}
+    params.update(max_iters=train_cfg.get("max_iters"), max_epochs=train_cfg.get("max_epochs"),
+                  val_interval=train_cfg.get("val_interval"),
+                  num_workers=launch.scale.num_workers,
+                  gpus_per_worker=launch.scale.gpus_per_worker)
+    return params
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from brefine.engine.launch import mlflow_ui_hint, prepare_run, run_name
-    from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray, resolve_storage
+    from brefine.engine.launch import launch_from_args, mlflow_ui_hint, run_lock
+    from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
+    from brefine.engine.tracking import connect, environment_tags, open_run, storage_uri
+    from brefine.engine.trainer import build_trainer, describe_failure
+    from brefine.engine.worker import worker_log_path
 
-    scale = ScaleOptions(num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
-                         max_failures=args.max_failures)
-    scale.validate()
-    spec = prepare_run(args.config, parse_overrides(args.overrides), args.data_root,
-                       args.work_dir, args.mlflow_uri, args.experiment)
-    name = args.name or run_name(spec.config)
-    storage = resolve_storage(args.storage, spec.work_dir)
-    init_ray()
-    trainer = build_trainer(spec.worker_config(name, seed=args.seed), scale, name, storage)
-    print(f"training {spec.config} as '{name}' on {scale.num_workers} worker(s); "
-          f"checkpoints in {storage}/{name}")
-    result = trainer.fit()
-    if result.error is not None:
-        print(f"error: training failed: {result.error}", file=sys.stderr)
-        return 1
-    print("final metrics:", {k: v for k, v in (result.metrics or {}).items()})
-    if result.checkpoint is not None:
-        from brefine.engine.tracking import storage_uri, tag_runs
-
-        uri = storage_uri(result.checkpoint.path, storage)
-        tag_runs(spec.tracking_uri, spec.experiment, f"tags.`mlflow.runName` = '{name}'",
-                 {"checkpoint_uri": uri})
-        print(f"last checkpoint: {uri}")
+    launch = launch_from_args(args, args.config)
+    spec, name = launch.spec, launch.name
+    with run_lock(spec.work_dir, name, "run"):
+        client, experiment_id = connect(spec.tracking_uri, spec.experiment,
+                                        spec.artifact_location)
+        run_id, continued = open_run(client, experiment_id, name, tags=environment_tags(),
+                                     description=command_line())
+        start_ray()
+        trainer = build_trainer(
+            spec.worker_config(name, run_id, seed=args.seed, params=run_params(launch),
+                               log_to_file=is_local(), trust_checkpoints=args.trust_checkpoint),
+            launch.scale, name, launch.storage)
+        print(f"{'continuing' if continued else 'training'} {Path(spec.config).stem} as "
+              f"'{name}' on {launch.scale.num_workers} worker(s); worker log "
+              f"{worker_log_path(spec.work_dir, name, 0)}; checkpoints in "
+              f"{launch.storage}/{name}", flush=True)
+        try:
+            with ResourceWaitWatcher():
+                result = trainer.fit()
+        except KeyboardInterrupt:
+            client.set_terminated(run_id, "KILLED")
+            print(f"interrupted: run '{name}' ended KILLED; run the same command to continue "
+                  "from its last checkpoint", file=sys.stderr)
+            return 130
+        except Exception as err:  # Ray raises TrainingFailedError and its kinds
+            client.set_terminated(run_id, "FAILED")
+            print(f"error: training failed: {describe_failure(err)}", file=sys.stderr)
+            return 1
+        if result.checkpoint is not None:
+            uri = storage_uri(result.checkpoint.path, launch.storage)
+            client.set_tag(run_id, "checkpoint_uri", uri)
+            print(f"last checkpoint: {uri}")
+        client.set_terminated(run_id, "FINISHED")
+    metrics = {k: round(v, 4) for k, v in (result.metrics or {}).items()
+               if isinstance(v, float) and "/" in k}
+    print("final metrics:", metrics)
     print(f"MLflow: {mlflow_ui_hint(spec)}")
     return 0
-
-
-def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", help="dataset root, a directory or s3://bucket/prefix "
-                                            "(synced to each node's cache)")
-    parser.add_argument("--work-dir", default="work_dirs",
-                        help="logs, MLflow store and Ray results (default: work_dirs)")
-    parser.add_argument("--storage", help="Ray storage path for checkpoints and results: "
-                                          "a directory or s3://bucket/prefix "
-                                          "(default: <work dir>/ray_results)")
-    parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
-                                             "else sqlite:///<work dir>/mlflow.db)")
-    parser.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
-    parser.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (DDP)")
-    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
-    parser.add_argument("--max-failures", type=int, default=0,
-                        help="restarts from the last checkpoint after a worker dies (-1: no limit)")
-    parser.add_argument("--seed", type=int, default=0)
 
 
 def cmd_data_cityscapes(args: argparse.Namespace) -> int:
@@ -115,7 +130,10 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     root = Path(args.path)
     ann_file = Path(args.ann_file) if Path(args.ann_file).is_absolute() else root / args.ann_file
-    report = check_dataset(ann_file, root / args.img_prefix, full=not args.quick)
+    print(f"checking {ann_file}" + ("" if args.quick else " (decoding every image)"),
+          flush=True)
+    report = check_dataset(ann_file, root / args.img_prefix, full=not args.quick,
+                           log=lambda line: print(line, flush=True))
     print(report.format(max_problems=args.max_problems))
     return 0 if report.ok else 1
 
@@ -125,7 +143,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         metrics, table = evaluate(args.config, args.checkpoint, args.out_dir,
-                                  parse_overrides(args.overrides), args.data_root)
+                                  parse_overrides(args.overrides), args.data_root,
+                                  trust_checkpoint=args.trust_checkpoint)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -163,6 +182,8 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from brefine.engine.launch import add_run_options
+
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -173,11 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", help="one training run through Ray Train (DDP)")
-    _add_config_args(train)
-    _add_run_args(train)
-    train.add_argument("--name", help="run name (default: <config>-<time>); a run started "
-                                      "again with the same name and --storage resumes from "
-                                      "its last checkpoint")
+    train.add_argument("config", help="config file or name of a shipped config")
+    add_run_options(train, name_help="run name (default: <config>-<time>); a run started "
+                                     "again with the same name and --storage continues from "
+                                     "its last checkpoint, in the same MLflow run")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
@@ -187,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
     ev.add_argument("--out-dir", default="work_dirs/eval",
                     help="where metrics.json and per_class.parquet go (default: work_dirs/eval)")
+    ev.add_argument("--trust-checkpoint", action="store_true",
+                    help="load a checkpoint that holds types outside the safe list (this runs "
+                         "code from the file)")
     ev.set_defaults(func=cmd_eval)
 
     smoke = sub.add_parser("smoke", help="import everything and train one BRefine step on a "
@@ -239,12 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from brefine.data.check import DatasetCheckError
-    from brefine.engine.tracking import TrackingError
+    from brefine.engine.launch import INPUT_ERRORS
 
     try:
         return args.func(args)
-    except (ConfigError, TrackingError, DatasetCheckError) as err:
+    except INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

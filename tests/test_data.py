@@ -79,6 +79,11 @@ def empty_mask(data, root):
     ann["segmentation"] = dict(size=rle["size"], counts=rle["counts"].decode())
 
 
+def truncated_image(data, root):
+    path = root / "images" / data["images"][2]["file_name"]
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
 def bad_polygon(data, root):
     data["annotations"][3]["segmentation"] = [[1, 2, 3, 4]]
 
@@ -97,6 +102,7 @@ def duplicate_id(data, root):
     (box_outside, "annotation 1", "outside"),
     (zero_box, "annotation 2", "non-positive"),
     (empty_mask, "annotation 3", "empty"),
+    (truncated_image, "image 3 (train_000002.png)", "does not decode"),
     (bad_polygon, "annotation 4", "polygon"),
     (unknown_category, "annotation 5", "unknown category_id 99"),
     (duplicate_id, "annotation 7", "used 2 times"),
@@ -128,6 +134,29 @@ def test_unreadable_json_and_crowd_warning(synth, tmp_path):
     report = check_dataset(root / "annotations/train.json", root / "images")
     assert report.ok
     assert [p.level for p in report.problems] == ["warning"]
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_a_split_without_usable_annotations_fails_even_the_quick_check(synth, tmp_path, full):
+    def no_annotations(data, root):
+        data["annotations"] = []
+
+    def only_crowd(data, root):
+        for ann in data["annotations"]:
+            ann["iscrowd"] = 1
+
+    for edit in (no_annotations, only_crowd):
+        root = corrupt(synth, tmp_path / edit.__name__, edit)
+        report = check_dataset(root / "annotations/train.json", root / "images", full=full)
+        assert not report.ok and "no usable annotation" in report.format()
+
+
+def test_the_quick_check_does_not_decode_but_the_full_one_does(synth, tmp_path):
+    root = corrupt(synth, tmp_path, truncated_image)
+    assert check_dataset(root / "annotations/train.json", root / "images", full=False).ok
+    lines = []
+    report = check_dataset(root / "annotations/train.json", root / "images", log=lines.append)
+    assert not report.ok and lines[-1] == "  decoded 12/12 images"
 
 
 def test_training_refuses_a_failing_dataset(synth, tmp_path):

@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from brefine.data.synthetic import write_synthetic_dataset
 from brefine.engine.launch import prepare_run
-from brefine.engine.tracking import TrackingError
-from brefine.engine.trainer import ScaleOptions, build_trainer, init_ray
+from brefine.engine.ray_runtime import start_ray
+from brefine.engine.tracking import TrackingError, connect, open_run
+from brefine.engine.trainer import ScaleOptions, build_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def ray_cluster():
     import ray
 
-    init_ray(num_cpus=2)
+    start_ray(num_cpus=2)
     yield
     ray.shutdown()
 
@@ -38,6 +39,13 @@ def short_run(tiny_data, work_dir, iters, val_interval):
                        data_root=tiny_data, work_dir=work_dir)
 
 
+def worker_config(spec, name, **kwargs):
+    """The run the driver opens (as `brefine train` does), and its workers' config."""
+    client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
+    run_id, _ = open_run(client, experiment_id, name)
+    return spec.worker_config(name, run_id, **kwargs)
+
+
 def only_run(spec):
     client = MlflowClient(spec.tracking_uri)
     experiment = client.get_experiment_by_name(spec.experiment)
@@ -48,7 +56,7 @@ def only_run(spec):
 
 def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, tmp_path):
     spec = short_run(tiny_data, tmp_path, iters=4, val_interval=2)
-    trainer = build_trainer(spec.worker_config("two-workers"), ScaleOptions(num_workers=2),
+    trainer = build_trainer(worker_config(spec, "two-workers"), ScaleOptions(num_workers=2),
                             "two-workers", str(tmp_path / "ray"))
     result = trainer.fit()
     assert result.error is None
@@ -61,7 +69,7 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     assert any(k.startswith("roi_head.mask_head.stage_modules") for k in state["state_dict"])
 
     client, run = only_run(spec)
-    assert run.info.status == "FINISHED"
+    assert run.info.status == "RUNNING"  # the driver, not the workers, ends a run
     assert run.data.tags["world_size"] == "2"
     assert run.data.params["effective_batch_size"] == str(2 * spec.cfg.train_dataloader.batch_size)
     assert run.data.params["num_stages"] == str(spec.cfg.num_stages)
@@ -74,7 +82,8 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert {"figures/loss_curves.png", "figures/predictions.png"} <= figures
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert evaluation == {"evaluation/per_class.parquet"}
+    assert evaluation == {"evaluation/per_class.parquet", "evaluation/per_class.json"}
+    assert "train/raw_mask" in run.data.metrics and "train/raw_bbox" in run.data.metrics
 
 
 def ray_worker_pids():
@@ -92,7 +101,7 @@ def ray_worker_pids():
 def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_path):
     spec = short_run(tiny_data, tmp_path, iters=30, val_interval=10)
     storage = tmp_path / "ray"
-    trainer = build_trainer(spec.worker_config("resilient"),
+    trainer = build_trainer(worker_config(spec, "resilient"),
                             ScaleOptions(num_workers=2, max_failures=1), "resilient", str(storage))
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()))
@@ -111,7 +120,6 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_
     assert result.metrics["iteration"] == 30
 
     _, run = only_run(spec)  # the restarted worker continued the same MLflow run
-    assert run.info.status == "FINISHED"
     restarted_at = int(run.data.tags["restarted_at_iteration"])
     assert 10 <= restarted_at < 30
 

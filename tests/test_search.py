@@ -8,11 +8,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tune import search
+
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ROOT / "tune" / "search.py"
-sys.path.insert(0, str(ROOT / "tune"))
-
-import search  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +26,15 @@ def tiny_data(tmp_path_factory):
     (["--lambda-range", "2", "1"], "--lambda-range"),
     (["--lambda-range", "1", "1"], "--lambda-range"),
     (["--rpn-weight-range", "0", "0.5"], "--rpn-weight-range"),
-    (["--stages", "2", "5"], "--stages"),
+    (["--stages", "2", "5"], "num_stages"),
     (["--set", "num_stages=7"], "num_stages"),
+    (["--set", "boundary_lambda=1e999"], "boundary_lambda"),
     (["--mlflow-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
     (["--resume"], "--name"),
+    (["--name", "it's"], "--name"),
+    (["--name", "../escape"], "--name"),
+    (["--num-workers", "0"], "--num-workers"),
+    (["--storage", "/proc/forbidden"], "--storage"),
     (["--scheduler", "pbt", "--search-alg", "optuna"], "--scheduler pbt"),
     (["--scheduler", "pbt", "--set", "boundary_lambda=1", "--set", "rpn_weight=0.2"],
      "--scheduler pbt"),
@@ -40,16 +44,15 @@ def test_bad_input_fails_fast_without_ray(args, message, tiny_data, tmp_path, ca
 
     code = search.main(["--data-root", tiny_data, "--work-dir", str(tmp_path), *args])
     assert code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1, err
     assert not ray.is_initialized()
 
 
 def run_search(tmp_path, tiny_data, *extra, timeout=1200):
     cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
            "--num-samples", "3", "--max-concurrent", "1", "--stages", "1", "2",
-           "--set", "train_cfg.max_iters=6", "--set", "train_cfg.val_interval=2",
-           "--set", "param_scheduler.1.end=6", "--set", "param_scheduler.1.milestones=[5]",
-           *extra]
+           "--max-iters", "6", "--set", "train_cfg.val_interval=2", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
 
 
@@ -95,8 +98,7 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
 def test_pbt_search_hands_checkpoints_to_tune_and_exploits(tmp_path, tiny_data):
     proc = run_search(tmp_path, tiny_data, "--name", "p1", "--scheduler", "pbt", "--pbt-synch",
                       "--num-samples", "3", "--max-concurrent", "2", "--stages", "1",
-                      "--set", "train_cfg.max_iters=4", "--set", "param_scheduler.1.end=4",
-                      "--set", "param_scheduler.1.milestones=[3]")
+                      "--max-iters", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     experiment_dir = tmp_path / "ray_results" / "p1"
     table = pd.read_parquet(experiment_dir / "trials.parquet")
@@ -148,8 +150,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
 
     cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
            "--num-samples", "2", "--max-concurrent", "1", "--stages", "1", "--scheduler", "fifo",
-           "--name", "r1", "--set", "train_cfg.max_iters=4", "--set", "train_cfg.val_interval=2",
-           "--set", "param_scheduler.1.end=4", "--set", "param_scheduler.1.milestones=[3]"]
+           "--name", "r1", "--max-iters", "4", "--set", "train_cfg.val_interval=2"]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     def children():
@@ -159,17 +160,27 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
         return [r for r in client.search_runs([experiment.experiment_id])
                 if "mlflow.parentRunId" in r.data.tags]
 
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 900
-    while not any(r.info.status == "FINISHED" for r in children()) and time.time() < deadline:
+
+    def states():
+        return sorted(r.info.status for r in children())
+
+    while states() != ["FINISHED", "RUNNING"] and time.time() < deadline:
         assert proc.poll() is None, "the search ended before it could be interrupted"
-        time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=300)
-    first = [r for r in children() if r.info.status == "FINISHED"]
-    assert len(first) == 1
-    finished_trial = first[0].data.tags["ray.trial_id"]
-    assert not any(r.info.status == "RUNNING" for r in children())
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C while the second trial trains
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "best trial" not in out and "interrupted" in err and "--resume" in err
+    assert states() == ["FINISHED", "KILLED"]
+    finished_trial = next(r for r in children() if r.info.status == "FINISHED"
+                          ).data.tags["ray.trial_id"]
+    experiment = client.get_experiment_by_name("synthetic")
+    parent = next(r for r in client.search_runs([experiment.experiment_id])
+                  if r.data.tags.get("brefine.role") == "search")
+    assert parent.info.status == "KILLED"
 
     resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True,
                              timeout=900)
@@ -184,3 +195,5 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     assert not any(r.info.status == "RUNNING" for r in runs)
     table = pd.read_parquet(tmp_path / "ray_results" / "r1" / "trials.parquet")
     assert sorted(table["trial_id"]) == sorted(by_trial)
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and "best.trial_id" in parent.data.tags

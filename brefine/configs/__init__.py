@@ -17,13 +17,16 @@ from typing import Any, Mapping
 
 from mmengine.config import Config, ConfigDict
 
+import brefine.quiet  # noqa: F401  (before anything imports mmdet)
+
 from .hyperparameters import HYPERPARAMETERS, ConfigError, Hyperparameter
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
 __all__ = ["CONFIG_DIR", "HYPERPARAMETERS", "ConfigError", "Hyperparameter",
            "apply_hyperparameters", "apply_data_root", "list_configs", "load_config",
-           "parse_overrides", "resolve_config_path", "schedule_overrides"]
+           "evaluators", "find_evaluator", "parse_overrides", "resolve_config_path",
+           "schedule_overrides"]
 
 
 # Python modules of this package, not configs
@@ -97,6 +100,19 @@ def apply_hyperparameters(cfg: Config) -> Config:
                               f"model.{hyper.target} that uses it (a Mask R-CNN baseline?)")
         cfg[name] = section[leaf] = hyper.validate(cfg[name])
     return cfg
+
+
+def evaluators(cfg: Config, section: str = "val_evaluator") -> list:
+    """The evaluator configs of a section, a list whether the config wrote one or several."""
+    found = cfg.get(section)
+    if found is None:
+        return []
+    return list(found) if isinstance(found, (list, tuple)) else [found]
+
+
+def find_evaluator(cfg: Config, type_name: str, section: str = "val_evaluator"):
+    """The first evaluator of ``type_name`` (e.g. "CocoMetric") in ``section``, or None."""
+    return next((e for e in evaluators(cfg, section) if e.get("type") == type_name), None)
 
 
 def schedule_overrides(cfg: Config, max_iters: int) -> dict[str, Any]:

@@ -81,17 +81,19 @@ class Hyperparameter:
 
     def check_search(self, values: tuple) -> tuple:
         """A search range or choice list from the command line, validated."""
-        if self.search == "choice":
-            if not values:
-                raise ConfigError(f"{self.cli_option} must name at least one value")
-            return tuple(self.validate(v) for v in values)
-        low, high = values
-        if not low < high:
-            raise ConfigError(f"{self.cli_option} must satisfy low < high, got {low:g} {high:g}")
-        if self.search == "loguniform" and not low > 0:
-            raise ConfigError(f"{self.cli_option} is sampled log-uniformly: low must be > 0, "
-                              f"got {low:g}")
-        return self.validate(low), self.validate(high)
+        try:
+            if self.search == "choice":
+                if not values:
+                    raise ConfigError("name at least one value")
+                return tuple(self.validate(v) for v in values)
+            low, high = values
+            if not low < high:
+                raise ConfigError(f"must satisfy low < high, got {low:g} {high:g}")
+            if self.search == "loguniform" and not low > 0:
+                raise ConfigError(f"is sampled log-uniformly: low must be > 0, got {low:g}")
+            return self.validate(low), self.validate(high)
+        except ConfigError as err:
+            raise ConfigError(f"{self.cli_option}: {err}") from None
 
 
 HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for h in (

@@ -3,19 +3,22 @@
 Every problem names the image or annotation it is about and what to do. Errors
 make training refuse to start; warnings (crowd-only images, say) do not.
 
-Two depths: ``full`` decodes every image header and every mask (the CLI);
-``quick`` checks the JSON, that image files exist, and the masks' structure
-without decoding them (the pre-flight check of every training run).
+Two depths: ``full`` decodes every image in full (in parallel) and every mask
+(the CLI); ``quick`` checks the JSON, that image files exist, the masks'
+structure without decoding them, and that the split has usable annotations
+(the pre-flight check of every training run, search and evaluation).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -129,30 +132,54 @@ def _check_segmentation(ann: dict, image: Optional[dict], decode: bool,
     return mask
 
 
-def _check_image_file(image: dict, image_dir: Path, full: bool, report: CheckReport) -> None:
-    where = f"image {image.get('id')} ({image.get('file_name')})"
-    path = image_dir / str(image.get("file_name"))
-    if not path.is_file():
-        report.error(where, f"file {path} is missing", "add the file or fix file_name/--img-prefix")
-        return
-    if not full:
-        return
+def _decode_image(path: Path) -> Optional[tuple[tuple[int, int], str]]:
+    """((width, height), "") for an image that decodes in full, else (None, why)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            width, height = img.size
-    except (OSError, UnidentifiedImageError) as err:
-        report.error(where, f"file {path} is not a readable image ({err})", "replace the file")
+            img.load()  # every pixel, not only the header: a truncated file fails here
+            return img.size, ""
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        return None, str(err) or type(err).__name__
+
+
+def _check_images(images: list[dict], image_dir: Path, full: bool, report: CheckReport,
+                  log: Optional[Callable[[str], None]] = None) -> None:
+    """Files exist; with ``full``, each decodes in full (in parallel) at its json size."""
+    present = []
+    for image in images:
+        where = f"image {image.get('id')} ({image.get('file_name')})"
+        path = image_dir / str(image.get("file_name"))
+        if not path.is_file():
+            report.error(where, f"file {path} is missing",
+                         "add the file or fix file_name/--img-prefix")
+        else:
+            present.append((where, path, image))
+    if not full or not present:
         return
-    if (width, height) != (image.get("width"), image.get("height")):
-        report.error(where, f"file is {width}x{height} but the json says "
-                            f"{image.get('width')}x{image.get('height')}",
-                     "fix width/height in the json or the file")
+    step = max(1, len(present) // 10)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for done, ((where, path, image), (size, why)) in enumerate(
+                zip(present, pool.map(lambda item: _decode_image(item[1]), present)), 1):
+            if log is not None and (done % step == 0 or done == len(present)):
+                log(f"  decoded {done}/{len(present)} images")
+            if size is None:
+                report.error(where, f"file {path} does not decode ({why})", "replace the file")
+            elif size != (image.get("width"), image.get("height")):
+                report.error(where, f"file is {size[0]}x{size[1]} but the json says "
+                                    f"{image.get('width')}x{image.get('height')}",
+                             "fix width/height in the json or the file")
 
 
-def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True) -> CheckReport:
-    """Check one COCO-format annotation file and the images it lists."""
+def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True,
+                  log: Optional[Callable[[str], None]] = None) -> CheckReport:
+    """Check one COCO-format annotation file and the images it lists.
+
+    ``full`` decodes every image in full and every mask; without it, files
+    must exist and masks be well-formed. Either way a split with no usable
+    (non-crowd) annotation is an error: training on it cannot work.
+    """
     from brefine.ops.boundary import boundary_region
 
     report = CheckReport(str(ann_file))
@@ -174,8 +201,7 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True
         _duplicates(items, what, report)
     image_by_id = {img.get("id"): img for img in images}
     cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
-    for image in images:
-        _check_image_file(image, Path(image_dir), full, report)
+    _check_images(images, Path(image_dir), full, report, log)
 
     per_class: Counter = Counter()
     sizes: Counter = Counter()
@@ -224,6 +250,12 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True
             report.warning(f"image {image_id} ({image_by_id[image_id].get('file_name')})",
                            "has only crowd annotations",
                            "nothing to do; it is filtered out of training")
+    usable = [a for a in anns if not a.get("iscrowd") and a.get("image_id") in image_by_id]
+    if not usable:
+        report.error(str(ann_file), f"no usable annotation ({len(anns)} annotation(s), none "
+                                    "non-crowd on a listed image)",
+                     "this split cannot train or evaluate a model; check the file is the "
+                     "right one")
     report.summary = dict(
         images=len(images), instances=len(anns),
         crowd=sum(1 for a in anns if a.get("iscrowd")), categories=len(cats),
@@ -238,13 +270,15 @@ class DatasetCheckError(ValueError):
     """The dataset of a run failed the check; the message lists the problems."""
 
 
-def preflight(cfg, full: bool = False) -> list[CheckReport]:
-    """Check the train and val annotation files of a COCO-format config.
+def preflight(cfg, full: bool = False,
+              sections: tuple[str, ...] = ("train_dataloader", "val_dataloader")
+              ) -> list[CheckReport]:
+    """Check the annotation files of a COCO-format config's dataloaders.
 
     Raises DatasetCheckError with every problem when one has errors.
     """
     reports = []
-    for section in ("train_dataloader", "val_dataloader"):
+    for section in sections:
         dataset = cfg[section]["dataset"]
         while "dataset" in dataset:  # RepeatDataset / ClassBalancedDataset wrappers
             dataset = dataset["dataset"]

@@ -66,20 +66,30 @@ def _waves(theta: np.ndarray, rng: np.random.Generator, orders: tuple[int, ...],
 
 
 def _texture(size: int, rng: np.random.Generator, base: np.ndarray, contrast: float) -> np.ndarray:
-    """Colour ``base`` modulated by stripes and smooth noise: (size, size, 3)."""
+    """Colour ``base`` modulated by gentle stripes and smooth noise: (size, size, 3).
+
+    Both vary slowly (periods of 40 px and more, noise interpolated from a
+    16-pixel grid): the texture hides nothing, and the only sharp edges in an
+    image are the objects' outlines.
+    """
     ys, xs = np.mgrid[0:size, 0:size]
-    freq = rng.uniform(0.05, 0.4)
+    freq = rng.uniform(0.03, 0.15)
     angle = rng.uniform(0, np.pi)
     stripes = np.sin(freq * (xs * np.cos(angle) + ys * np.sin(angle)))
-    coarse = rng.standard_normal((size // 8 + 2, size // 8 + 2))
-    noise = np.kron(coarse, np.ones((8, 8)))[:size, :size]
+    cells = size // 16 + 2
+    coarse = rng.standard_normal((cells, cells))
+    at = np.arange(size) / 16
+    lo = np.floor(at).astype(int)
+    frac = at - lo
+    rows = coarse[lo] * (1 - frac)[:, None] + coarse[lo + 1] * frac[:, None]
+    noise = rows[:, lo] * (1 - frac)[None, :] + rows[:, lo + 1] * frac[None, :]
     pattern = contrast * (0.6 * stripes + 0.4 * noise)
     return np.clip(base[None, None, :] * (1 + pattern[..., None]), 0, 255)
 
 
 # (share of objects, radius range as a fraction of the image side): at
 # 128 px, radii 6-12 px, 13-26 px and 26-44 px
-SIZE_BINS = ((0.15, (0.05, 0.09)), (0.45, (0.10, 0.20)), (0.40, (0.20, 0.34)))
+SIZE_BINS = ((0.1, (0.05, 0.09)), (0.45, (0.10, 0.20)), (0.45, (0.20, 0.34)))
 MIN_COLOUR_CONTRAST = 60  # an object's colour differs this much from the background's
 
 

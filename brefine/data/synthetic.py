@@ -77,13 +77,18 @@ def write_synthetic_dataset(out: str | Path, images: int = 1000, val_images: int
     return out
 
 
+def synthetic_cache_path(cache_dir: str | Path | None = None, images: int = 1000,
+                         seed: int = 0) -> Path:
+    from brefine.paths import cache_dir as default_cache
+
+    return Path(cache_dir or default_cache()) / "datasets" / \
+        f"synthetic-v{DATASET_VERSION}-n{images}-s{seed}"
+
+
 def default_synthetic_root(cache_dir: str | Path | None = None, images: int = 1000,
                            seed: int = 0) -> Path:
     """Where the demo and the embedded search keep the dataset; written once when missing."""
-    from brefine.paths import cache_dir as default_cache
-
-    root = Path(cache_dir or default_cache()) / "datasets" / \
-        f"synthetic-v{DATASET_VERSION}-n{images}-s{seed}"
+    root = synthetic_cache_path(cache_dir, images, seed)
     if not (root / "annotations" / "val.json").is_file():
         # written aside and renamed, so an interrupted run leaves no half dataset
         partial = root.with_name(root.name + ".partial")

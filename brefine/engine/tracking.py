@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import platform
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -57,23 +60,85 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
                             "Start it (see cluster/README.md) or pass another --mlflow-uri") from err
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless it is marked
+# as model development
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def connect(tracking_uri: str, experiment: str, artifact_location: str | None = None,
             client: Any = None) -> tuple[MlflowClient, str]:
     """Client and experiment id (created if missing); fails fast if unreachable.
 
     ``client``: use this one (e.g. a :class:`~brefine.engine.mlflow_relay.RelayedMlflowClient`)
-    instead of opening the URI from this process.
+    instead of opening the URI from this process. Creating a local SQLite
+    store runs MLflow's schema migrations, which two processes starting at
+    once would run into each other: a file lock beside the database
+    serialises them.
     """
     if client is None:
         check_reachable(tracking_uri)
         client = MlflowClient(tracking_uri=tracking_uri)
     try:
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return client, found.experiment_id
-        return client, client.create_experiment(experiment, artifact_location=artifact_location)
+        with _store_lock(tracking_uri):
+            found = client.get_experiment_by_name(experiment)
+            if found is not None:
+                return client, found.experiment_id
+            return client, client.create_experiment(experiment, artifact_location=artifact_location,
+                                                    tags=EXPERIMENT_KIND)
     except Exception as err:  # mlflow raises many kinds for a bad URI or a dead server
         raise TrackingError(f"cannot use the MLflow tracking URI {tracking_uri!r}: {err}") from err
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str):
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def validate_run_name(name: str, option: str = "--name") -> str:
+    """A run name safe in MLflow filters, Ray storage paths and file names."""
+    if not RUN_NAME.fullmatch(name or ""):
+        raise TrackingError(f"{option} {name!r} is not a valid run name: use 1-128 letters, "
+                            "digits, '.', '_', '+' or '-', starting with a letter or digit")
+    return name
+
+
+def find_run(client: Any, experiment_id: str, name: str, parent_id: str | None = None
+             ) -> Any | None:
+    """The run called ``name`` (top-level, or the child of ``parent_id``), if any."""
+    query = f"attributes.run_name = '{validate_run_name(name)}'"
+    runs = [r for r in client.search_runs([experiment_id], filter_string=query)
+            if r.data.tags.get(PARENT_TAG) == parent_id]
+    return runs[0] if runs else None
+
+
+def open_run(client: Any, experiment_id: str, name: str, parent_id: str | None = None,
+             tags: Mapping[str, str] | None = None, description: str | None = None
+             ) -> tuple[str, bool]:
+    """Continue the run called ``name`` under ``parent_id``, or create it.
+
+    Returns (run id, whether it existed). A continued run is set RUNNING again;
+    a new one gets ``tags`` (the environment's, the parent link) and the
+    description shown on its page.
+    """
+    existing = find_run(client, experiment_id, name, parent_id)
+    if existing is not None:
+        client.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id, True
+    tags = {**(tags or {}), **({PARENT_TAG: parent_id} if parent_id else {})}
+    if description:
+        tags["mlflow.note.content"] = description
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    return run.info.run_id, False
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -120,13 +185,3 @@ def storage_uri(path: str, storage: str) -> str:
     if "://" in path or "://" not in storage:
         return path
     return f"{storage.split('://', 1)[0]}://{path}"
-
-
-def tag_runs(tracking_uri: str, experiment: str, filter_string: str, tags: Mapping[str, str]) -> int:
-    """Set ``tags`` on the runs matching ``filter_string``; returns how many."""
-    client, experiment_id = connect(tracking_uri, experiment)
-    runs = client.search_runs([experiment_id], filter_string=filter_string)
-    for run in runs:
-        for key, value in tags.items():
-            client.set_tag(run.info.run_id, key, value)
-    return len(runs)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from brefine.configs import ConfigError
+
 from .worker import train_loop_per_worker
 
 
@@ -20,37 +22,66 @@ class ScaleOptions:
 
     num_workers: int = 1
     gpus_per_worker: float = 0.0
-    cpus_per_worker: float = 1.0
+    # None: a local Ray's CPUs shared among the workers of every concurrent
+    # run (each worker's torch uses that many threads); 1 on a cluster
+    cpus_per_worker: Optional[float] = None
     max_failures: int = 0          # worker-group restarts from the last checkpoint
     checkpoints_to_keep: int = 2
-    storage_path: Optional[str] = None  # local dir or s3://bucket/prefix
 
-    def validate(self) -> None:
+    def validate(self) -> "ScaleOptions":
         if self.num_workers < 1:
-            raise ValueError(f"--num-workers must be >= 1, got {self.num_workers}")
+            raise ConfigError(f"--num-workers must be >= 1, got {self.num_workers}")
         if self.gpus_per_worker < 0:
-            raise ValueError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+            raise ConfigError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        if self.cpus_per_worker is not None and not self.cpus_per_worker > 0:
+            raise ConfigError(f"--cpus-per-worker must be > 0, got {self.cpus_per_worker}")
         if self.max_failures < -1:
-            raise ValueError(f"--max-failures must be >= -1 (-1: unlimited), got {self.max_failures}")
+            raise ConfigError(f"--max-failures must be >= -1 (-1: unlimited), "
+                              f"got {self.max_failures}")
+        return self
+
+    def worker_cpus(self, concurrent_runs: int = 1) -> float:
+        if self.cpus_per_worker is not None:
+            return self.cpus_per_worker
+        from .ray_runtime import is_local
+
+        if not is_local():
+            return 1.0
+        return float(max(1, (os.cpu_count() or 1) // (self.num_workers * concurrent_runs)))
 
 
 def resolve_storage(storage: Optional[str], work_dir: Path) -> str:
-    """Ray needs an absolute local path or a URI; default: <work dir>/ray_results."""
-    if storage is None:
-        return str((work_dir / "ray_results").resolve())
-    if "://" in storage:
+    """Ray needs an absolute local path or a URI; default: <work dir>/ray_results.
+
+    A local folder is created and written to here, so an unwritable one fails
+    before Ray starts, naming the option.
+    """
+    if storage is not None and "://" in storage:
+        if not storage.startswith(("s3://", "gs://", "file://")):
+            raise ConfigError(f"--storage {storage!r}: use a directory or s3://bucket/prefix")
         return storage
-    return str(Path(storage).expanduser().resolve())
+    path = (work_dir / "ray_results") if storage is None else Path(storage).expanduser()
+    path = path.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--storage {path} is not a writable directory ({err.strerror})") \
+            from None
+    return str(path)
 
 
 def build_trainer(train_config: dict[str, Any], scale: ScaleOptions, name: str,
-                  storage_path: str, callbacks: Sequence[Any] = ()) -> Any:
+                  storage_path: str, callbacks: Sequence[Any] = (),
+                  concurrent_runs: int = 1) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     scale.validate()
     use_gpu = scale.gpus_per_worker > 0
-    resources = {"CPU": scale.cpus_per_worker}
+    resources = {"CPU": scale.worker_cpus(concurrent_runs)}
     if use_gpu:
         resources["GPU"] = scale.gpus_per_worker
     return TorchTrainer(
@@ -68,25 +99,13 @@ def build_trainer(train_config: dict[str, Any], scale: ScaleOptions, name: str,
     )
 
 
-# A run whose workers cannot be placed yet (other trials hold the resources,
-# or the autoscaler is adding nodes) waits instead of failing after Ray's 60 s.
-WORKER_START_TIMEOUT_S = 6 * 3600
-
-
-def init_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect a driver to the cluster at $RAY_ADDRESS, else start a local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": os.environ.get(
-        "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(WORKER_START_TIMEOUT_S))}
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, runtime_env={"env_vars": env})
-    else:
-        os.environ.update(env)  # the local raylet's processes inherit it
-        # The dashboard stays on: Ray Train's placement-group cleaner asks the
-        # State API it serves, and without it a finished run's resources are
-        # never released (the next trial then waits for ever).
-        ray.init(num_cpus=num_cpus, runtime_env={"env_vars": env})
+def describe_failure(err: BaseException) -> str:
+    """One line for a failed ``trainer.fit()``: the first worker's own message."""
+    failures = getattr(err, "worker_failures", None) or {}
+    cause: BaseException = failures[min(failures)] if failures else \
+        getattr(err, "controller_failure", err)
+    cause = getattr(cause, "cause", None) or cause  # a RayTaskError wraps the worker's error
+    text = str(cause).strip()
+    if type(cause).__name__ == "WorkerFailure":
+        return text.splitlines()[-1] if text else "a worker failed"
+    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"

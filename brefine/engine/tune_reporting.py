@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from ray.train.v2.api.callback import UserCallback
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # the key TuneReportCallback uses
+TABLE_METRICS = ("coco/segm_mAP", "lvis/segm_AP", "boundary_AP", "iteration")
 
 
 class TuneReportCheckpointCallback(UserCallback):
@@ -28,7 +29,9 @@ class TuneReportCheckpointCallback(UserCallback):
         self.with_checkpoint = with_checkpoint
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        item = dict(metrics[0])
+        # Tune's progress table shows the first four metrics of a result
+        first = [k for k in TABLE_METRICS if k in metrics[0]]
+        item = {**{k: metrics[0][k] for k in first}, **metrics[0]}
         if checkpoint is not None:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
         self.channel.put((item, checkpoint if self.with_checkpoint else None))

@@ -7,26 +7,51 @@ in the trainer's configs (:mod:`brefine.engine.trainer`), not here.
 
 ``config`` keys:
     config, overrides, data_root: what :func:`brefine.configs.load_config` takes.
-    work_dir: local directory for logs (one sub-directory per run).
-    run_name: MLflow run name and work-dir sub-directory.
+    work_dir: local directory; the run's files go to ``<work_dir>/<run_name>``.
+    run_name: the run's name (work-dir sub-directory, Ray run name).
+    log_to_file: send this worker's stdout and stderr to
+        ``<work_dir>/<run_name>/worker-rank<r>.log`` instead of the driver's
+        terminal.
     resume_from: None, or a ``ray.train.Checkpoint`` to start from when Ray
         has none of this run's own (a PBT trial taking over another's).
     seed: random seed.
-    mlflow: None, or dict(tracking_uri, experiment, artifact_location,
-        parent_run_id, params, tags).
+    trust_checkpoints: load checkpoints without the safe-types restriction.
+    mlflow: None, or dict(tracking_uri, run_id, params, hyperparameter_metrics):
+        the run rank 0 logs into (the driver opened it).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from brefine.configs import HYPERPARAMETERS, load_config
+from brefine.configs import HYPERPARAMETERS, find_evaluator, load_config
 from brefine.data.remote import localize_data_root
 
-from .hooks import CHECKPOINT_FILE, MLflowTrackingHook, RayTrainReportHook
+from .checkpoints import CHECKPOINT_FILE, install_safe_loader
+from .hooks import MLflowTrackingHook, RayTrainReportHook
+
+
+class WorkerFailure(RuntimeError):
+    """Training failed in a worker; the message is one line naming the cause and the log."""
+
+
+def worker_log_path(work_dir: str | Path, run_name: str, rank: int) -> Path:
+    return Path(work_dir) / run_name / f"worker-rank{rank}.log"
+
+
+def _log_to_file(path: Path) -> None:
+    """This process's stdout and stderr (Python's and the C libraries') to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _restore(work_dir: Path, resume_from: Any = None) -> Optional[Path]:
@@ -54,10 +79,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    log_path = worker_log_path(config["work_dir"], config["run_name"], rank)
+    if config.get("log_to_file"):
+        _log_to_file(log_path)
     # MMEngine reads these; Ray's torch backend sets the group up but not all of them.
     os.environ.setdefault("LOCAL_RANK", str(ctx.get_local_rank()))
     os.environ.setdefault("RANK", str(rank))
     os.environ.setdefault("WORLD_SIZE", str(world_size))
+    install_safe_loader(trust=config.get("trust_checkpoints", False))
 
     # an s3:// root is mirrored once per node (a file lock serialises local ranks)
     cfg = load_config(config["config"], config.get("overrides"),
@@ -71,14 +100,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # own would write every model twice.
     cfg.default_hooks.checkpoint = None
     cfg.custom_imports = dict(imports=sorted({"brefine.models", "brefine.evaluation",
+                                              "brefine.engine.ddp",
                                               *cfg.get("custom_imports", {}).get("imports", [])}),
                               allow_failed_imports=False)
-
-    # the last validation's detections stay on disk for the per-class table
-    for evaluator in (cfg.val_evaluator if isinstance(cfg.val_evaluator, list)
-                      else [cfg.val_evaluator]):
-        if evaluator["type"] == "CocoMetric":
-            evaluator["outfile_prefix"] = str(work_dir / "detections")
+    coco = find_evaluator(cfg, "CocoMetric")
+    if coco is not None:  # the last validation's detections stay for the per-class table
+        coco["outfile_prefix"] = str(work_dir / "detections")
 
     restored = _restore(work_dir, config.get("resume_from"))
     if restored is not None:
@@ -86,24 +113,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         cfg.resume = True
 
     runner = Runner.from_cfg(cfg)
-    tracking = None
-    if rank == 0 and config.get("mlflow"):
-        mlflow_cfg = dict(config["mlflow"])
-        tags = dict(mlflow_cfg.pop("tags", {}) or {})
-        parent = mlflow_cfg.pop("parent_run_id", None)
-        if parent:
-            tags["mlflow.parentRunId"] = parent
+    mlflow_cfg = config.get("mlflow")
+    if rank == 0 and mlflow_cfg:
         params = {k: cfg.get(k) for k in HYPERPARAMETERS}
-        params.update(mlflow_cfg.pop("params", {}) or {}, seed=config.get("seed", 0),
+        params.update(mlflow_cfg.get("params") or {}, seed=config.get("seed", 0),
                       config=Path(config["config"]).name,
                       data_root=config.get("data_root") or cfg.get("data_root"))
-        tracking = MLflowTrackingHook(run_name=config["run_name"], params=params, tags=tags,
-                                      **mlflow_cfg)
-        runner.register_hook(tracking)
+        runner.register_hook(MLflowTrackingHook(
+            mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], params,
+            hyperparameter_metrics=mlflow_cfg.get("hyperparameter_metrics", False)))
     runner.register_hook(RayTrainReportHook())
     try:
         runner.train()
-    except BaseException:
-        if tracking is not None:
-            tracking.finish("FAILED")
-        raise
+    except Exception as err:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        where = f"worker log: {log_path}" if config.get("log_to_file") else \
+            f"run directory: {work_dir}"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise WorkerFailure(f"rank {rank}: {type(err).__name__}: {first} ({where})") from None

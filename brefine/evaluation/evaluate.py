@@ -13,8 +13,6 @@ from typing import Optional
 
 import numpy as np
 
-from brefine.data.remote import localize_data_root
-
 from .boundary_ap import BoundaryCOCOeval
 
 
@@ -60,61 +58,55 @@ def per_class_table(ann_file: str, segm_json: str, dilation_ratio: float = 0.02)
     return pd.DataFrame(dict(cls=names, instances=counts, **columns))
 
 
-def fetch_checkpoint(checkpoint: str, out_dir: Path) -> str:
-    """A local ``.pth`` for a file or a Ray checkpoint folder, local or a URI (s3://)."""
-    import pyarrow.fs as pafs
-
-    from brefine.engine.hooks import CHECKPOINT_FILE
-
-    try:
-        fs, path = pafs.FileSystem.from_uri(checkpoint) if "://" in checkpoint else \
-            (pafs.LocalFileSystem(), str(Path(checkpoint).resolve()))
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.Directory:
-            path, info = f"{path}/{CHECKPOINT_FILE}", fs.get_file_info(f"{path}/{CHECKPOINT_FILE}")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot open checkpoint {checkpoint}: {err}") from None
-    if info.type != pafs.FileType.File:
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist (expected a .pth file "
-                                f"or a Ray checkpoint folder holding {CHECKPOINT_FILE})")
-    if isinstance(fs, pafs.LocalFileSystem):
-        return path
-    local = out_dir / CHECKPOINT_FILE
-    pafs.copy_files(path, str(local), source_filesystem=fs,
-                    destination_filesystem=pafs.LocalFileSystem())
-    return str(local)
-
-
 def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optional[dict] = None,
-             data_root: Optional[str] = None) -> tuple[dict, "object"]:
-    """Run the validation set through ``checkpoint``; returns (metrics, per-class table)."""
+             data_root: Optional[str] = None, trust_checkpoint: bool = False,
+             log=print) -> tuple[dict, "object"]:
+    """Run the validation set through ``checkpoint``; returns (metrics, per-class table).
+
+    The data is found as ``brefine train`` finds it (the built-in dataset is
+    generated into the cache when missing, ``s3://`` roots are mirrored) and
+    checked before the model is built; the checkpoint must hold every weight
+    of the config's model and only safe types (:mod:`brefine.engine.checkpoints`).
+    """
     from mmengine.runner import Runner
 
-    from brefine.configs import load_config
+    from brefine.configs import find_evaluator
+    from brefine.data.check import preflight
+    from brefine.engine.checkpoints import (fetch_checkpoint, install_safe_loader,
+                                            load_weights_strictly)
+    from brefine.engine.launch import resolve_data
 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = fetch_checkpoint(checkpoint, out_dir)
-    cfg = load_config(config, overrides, localize_data_root(data_root))
+    cfg, _ = resolve_data(config, overrides, data_root)
+    preflight(cfg, sections=("val_dataloader",))
     cfg.work_dir = str(out_dir)
-    cfg.load_from = str(checkpoint)
-    cfg.resume = False
+    cfg.load_from = None  # loaded below, strictly and safely
     cfg.test_dataloader = cfg.val_dataloader
-    evaluators = cfg.val_evaluator if isinstance(cfg.val_evaluator, list) else [cfg.val_evaluator]
-    coco = next((e for e in evaluators if e["type"] == "CocoMetric"), None)
+    coco = find_evaluator(cfg, "CocoMetric")
     if coco is None:
         raise ValueError(f"config {config} has no CocoMetric evaluator to take detections from")
-    coco["outfile_prefix"] = str(out_dir / "detections")  # keeps results.segm.json
-    boundary = next((e for e in evaluators if e["type"] == "BoundaryAPMetric"), {})
-    cfg.test_evaluator = evaluators
-    cfg.default_hooks.logger = dict(type="LoggerHook", interval=1)
+    coco["outfile_prefix"] = str(out_dir / "detections")  # keeps detections.segm.json
+    boundary = find_evaluator(cfg, "BoundaryAPMetric") or {}
+    cfg.test_evaluator = cfg.val_evaluator
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
     cfg.custom_imports = dict(imports=["brefine.models", "brefine.evaluation"],
                               allow_failed_imports=False)
 
-    metrics = {k: float(v) for k, v in Runner.from_cfg(cfg).test().items()
+    install_safe_loader(trust=trust_checkpoint)
+    log(f"evaluating {checkpoint} on {len(_image_ids(coco['ann_file']))} validation images "
+        f"({cfg.data_root})")
+    runner = Runner.from_cfg(cfg)
+    load_weights_strictly(runner, checkpoint)
+    metrics = {k: float(v) for k, v in runner.test().items()
                if isinstance(v, (int, float, np.floating))}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     table = per_class_table(coco["ann_file"], str(out_dir / "detections.segm.json"),
                             boundary.get("dilation_ratio", 0.02))
     table.to_parquet(out_dir / "per_class.parquet")
     return metrics, table
+
+
+def _image_ids(ann_file: str) -> list:
+    return [image["id"] for image in json.loads(Path(ann_file).read_text())["images"]]

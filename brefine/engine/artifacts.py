@@ -1,0 +1,156 @@
+"""What a run leaves in MLflow beside its metrics: figures and tables.
+
+* :func:`prediction_figure`: validation images, ground truth beside the
+  predictions, filled translucent masks, class names and scores, and each
+  mask's boundary band drawn, where boundary errors show;
+* :func:`loss_curves_figure`: raw and balanced task losses and the balancing
+  factors λ_k;
+* :func:`log_validation_artifacts`: both figures and the per-class table,
+  logged by rank 0 at every validation (before the validation is reported,
+  so a trial that a scheduler stops right after still has them).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCORE_THRESHOLD = 0.3
+BAND_RATIO = 0.01  # drawn boundary band: 1% of the image diagonal, at least 1 px
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _overlay(ax, image: np.ndarray, masks: np.ndarray, labels: list[str], colours) -> None:
+    """Filled translucent masks, their boundary bands opaque, a label at each mask."""
+    import torch
+
+    from brefine.ops.boundary import boundary_region
+
+    shown = image.astype(np.float32) / 255
+    if len(masks):
+        width = max(1, round(BAND_RATIO * float(np.hypot(*image.shape[:2]))))
+        bands = boundary_region(torch.from_numpy(masks.astype(np.uint8)), width,
+                                border_value=0).numpy().astype(bool)
+        for mask, band, colour in zip(masks.astype(bool), bands, colours):
+            shown[mask] = 0.55 * shown[mask] + 0.45 * np.asarray(colour[:3])
+            shown[band] = colour[:3]
+    ax.imshow(shown)
+    for mask, text, colour in zip(masks, labels, colours):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            ax.text(xs.min(), max(ys.min() - 1, 0), text, fontsize=6, color="white",
+                    va="bottom", bbox=dict(facecolor=colour, alpha=0.8, pad=0.5, linewidth=0))
+    ax.axis("off")
+
+
+def prediction_figure(model, dataset, num_images: int = 4, score_thr: float = SCORE_THRESHOLD):
+    """Ground truth (left) beside predictions above ``score_thr`` (right).
+
+    Args:
+        model: the detector (or its DDP wrapper), in eval mode or not.
+        dataset: the validation dataset (MMDetection, with a test pipeline
+            that loads annotations).
+    Returns:
+        A matplotlib Figure.
+    """
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from PIL import Image
+
+    plt = _matplotlib()
+    classes = dataset.metainfo.get("classes", ())
+    num_images = min(num_images, len(dataset))
+    samples = [dataset[i] for i in range(num_images)]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        outputs = model.test_step(pseudo_collate(samples))
+    model.train(was_training)
+
+    fig, axes = plt.subplots(num_images, 2, figsize=(8, 4 * num_images), squeeze=False)
+    for row, (sample, out) in enumerate(zip(samples, outputs)):
+        image = np.asarray(Image.open(out.img_path).convert("RGB"))
+        gt = sample["data_samples"].gt_instances
+        gt_masks = gt.masks.resize(image.shape[:2]).masks if len(gt) else \
+            np.zeros((0,) + image.shape[:2], np.uint8)
+        gt_labels = [classes[int(c)] if int(c) < len(classes) else str(int(c))
+                     for c in gt.labels]
+        pred = out.pred_instances
+        keep = (pred.scores >= score_thr).cpu()
+        pred_masks = pred.masks[keep].cpu().numpy() if "masks" in pred else \
+            np.zeros((0,) + image.shape[:2], bool)
+        pred_labels = [f"{classes[int(c)] if int(c) < len(classes) else int(c)} {float(s):.2f}"
+                       for c, s in zip(pred.labels[keep], pred.scores[keep])]
+        for ax, masks, labels, title in (
+                (axes[row, 0], gt_masks, gt_labels, f"ground truth: {len(gt_masks)}"),
+                (axes[row, 1], pred_masks, pred_labels,
+                 f"predicted, score ≥ {score_thr}: {len(pred_masks)}")):
+            colours = [plt.cm.tab10(k % 10) for k in range(len(masks))]
+            _overlay(ax, image, masks, labels, colours)
+            ax.set_title(title, fontsize=8)
+    fig.suptitle("filled: masks; opaque edge: boundary band", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves_figure(history: dict[str, list[tuple[int, float]]]):
+    """Losses (balanced, and raw task losses dashed) and the balancing factors λ_k."""
+    plt = _matplotlib()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for key, points in sorted(history.items()):
+        name = key.removeprefix("train/")
+        if "lambda" in name:
+            axes[1].plot(*zip(*points), label=name)
+        elif "loss" in name or "raw" in name:
+            axes[0].plot(*zip(*points), label=name, linestyle="--" if "raw" in name else "-")
+    axes[0].set_title("losses (dashed: task losses before balancing)")
+    axes[1].set_title("balancing factors λ_k")
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return fig
+
+
+def _log_figure(client: Any, run_id: str, fig, name: str) -> None:
+    plt = _matplotlib()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        client.log_artifact(run_id, str(path), "figures")
+    plt.close(fig)
+
+
+def log_validation_artifacts(client: Any, run_id: str, runner, history: dict) -> None:
+    """Figures and the per-class table of the validation that just ended."""
+    from brefine.configs import find_evaluator
+    from brefine.evaluation.evaluate import per_class_table
+
+    if history:
+        _log_figure(client, run_id, loss_curves_figure(history), "loss_curves.png")
+    _log_figure(client, run_id, prediction_figure(runner.model, runner.val_dataloader.dataset),
+                "predictions.png")
+    coco = find_evaluator(runner.cfg, "CocoMetric")
+    detections = Path(runner.work_dir) / "detections.segm.json"
+    if coco is None or not detections.is_file():
+        return
+    boundary = find_evaluator(runner.cfg, "BoundaryAPMetric") or {}
+    table = per_class_table(coco["ann_file"], str(detections),
+                            boundary.get("dilation_ratio", 0.02))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "per_class.parquet"
+        table.to_parquet(path)
+        client.log_artifact(run_id, str(path), "evaluation")
+    # the same table as JSON, which the MLflow UI shows as a table
+    client.log_table(run_id, data=table, artifact_file="evaluation/per_class.json")

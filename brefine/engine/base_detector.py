@@ -1,0 +1,91 @@
+"""A tiny base detector, trained once and cached, for searches to fine-tune from.
+
+Real searches start from pretrained weights; the embedded search on the
+built-in data has none, and 2 CPU cores cannot train every trial from random
+init far enough to tell λ, w and the stage count apart. So, like the mmcv
+wheel, a base detector is trained once per machine and cached under
+``<cache>/base-detectors/<config>-<key>/`` (``brefine.paths.cache_dir``),
+the key covering the config file, its overrides, the data and the package
+versions. It holds every weight except the mask head's, which each trial
+builds for its own stage count: every trial starts from the same detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+MASK_HEAD_PREFIX = "roi_head.mask_head."
+
+
+def _key(config_path: Path, overrides: dict, data_root: str, iters: int) -> str:
+    import mmdet
+    import torch
+
+    ann = Path(data_root) / "annotations" / "train.json"
+    parts = [config_path.read_text(), json.dumps(overrides, sort_keys=True, default=str),
+             hashlib.sha256(ann.read_bytes()).hexdigest() if ann.is_file() else data_root,
+             str(iters), torch.__version__, mmdet.__version__]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def base_detector(config: str, overrides: dict, data_root: str, iters: int,
+                  log: Callable[[str], None] = print, cache: Optional[Path] = None) -> Path:
+    """The cached base weights of ``config`` (trained now when missing)."""
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    from brefine.configs import load_config, resolve_config_path, schedule_overrides
+    from brefine.paths import cache_dir
+
+    config_path = resolve_config_path(config)
+    folder = Path(cache or cache_dir()) / "base-detectors" / \
+        f"{config_path.stem}-{_key(config_path, overrides, data_root, iters)}"
+    weights = folder / "base.pth"
+    if weights.is_file():
+        log(f"base detector: {weights} (cached)")
+        return weights
+    cfg = load_config(config_path, {**overrides, **schedule_overrides(
+        load_config(config_path, overrides), iters)}, data_root)
+    log(f"base detector: training {config_path.stem} once, {iters} iterations (about "
+        f"{iters * 0.4 / 60:.0f} min on 2 CPU cores), cached in {folder}")
+
+    class Progress(Hook):
+        priority = "LOWEST"
+
+        def __init__(self) -> None:
+            self.started = time.time()
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            done = runner.iter + 1
+            if done % max(1, iters // 10) == 0 or done == iters:
+                rate = (time.time() - self.started) / done
+                log(f"  base detector: {done}/{iters} iterations, loss "
+                    f"{float(outputs['loss']):.3f}, {rate * (iters - done) / 60:.1f} min left")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.work_dir = tmp
+        cfg.train_cfg.val_interval = iters + 1  # trials validate; the base need not
+        cfg.default_hooks.checkpoint = None
+        cfg.default_hooks.logger = dict(type="LoggerHook", interval=10 ** 9)
+        cfg.log_level = "WARNING"
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(Progress())
+        runner.train()
+        state = {k: v for k, v in runner.model.state_dict().items()
+                 if not k.startswith(MASK_HEAD_PREFIX)}
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        torch.save({"state_dict": state, "meta": {"config": config_path.name, "iters": iters}},
+                   partial / "base.pth")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+    log(f"base detector: saved {weights}")
+    return weights

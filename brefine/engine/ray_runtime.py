@@ -1,0 +1,127 @@
+"""Starting (or joining) Ray for a driver: isolated, quiet, and honest about waiting.
+
+A driver joins the cluster at ``$RAY_ADDRESS`` when it is set (a ``ray job
+submit`` job, a cluster head). Otherwise it starts a local Ray of its own that
+cannot be confused with any other Ray on the machine:
+
+* its own temp dir and a GCS port chosen here, so nothing reads or overwrites
+  another instance's ``/tmp/ray/ray_current_cluster``;
+* ``RAY_ADDRESS`` pinned to that GCS for every process of the job: Ray Train's
+  placement-group cleaner asks the State API for "the" cluster and, beside a
+  second instance, found several and crashed, leaving the finished run's
+  resources held;
+* the dashboard on 127.0.0.1 (Ray's own token authentication, on by default in
+  Ray 2.60, guards its other ports, which Ray binds on all interfaces).
+
+A run whose workers cannot be placed is reported on the terminal within a
+minute (:class:`ResourceWaitWatcher`) and fails after
+``$RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` seconds (default 600 locally,
+where nothing will come, and 3600 on a cluster, where the autoscaler may add
+nodes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from typing import Callable, Optional
+
+LOCAL_START_TIMEOUT_S = 600
+CLUSTER_START_TIMEOUT_S = 3600
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def is_local() -> bool:
+    """True when a driver starts its own Ray (no ``$RAY_ADDRESS`` to join)."""
+    return not os.environ.get("RAY_ADDRESS")
+
+
+def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print) -> None:
+    """Join ``$RAY_ADDRESS`` or start an isolated local Ray (no-op when connected)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    default_timeout = CLUSTER_START_TIMEOUT_S if address else LOCAL_START_TIMEOUT_S
+    env = {START_TIMEOUT_ENV: os.environ.get(START_TIMEOUT_ENV, str(default_timeout))}
+    if address:
+        log(f"Ray: joining the cluster at {address}")
+        ray.init(address=address, runtime_env={"env_vars": env},
+                 logging_level=logging.WARNING)
+        return
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="brefine-ray-", dir="/tmp")
+    log(f"Ray: starting a local instance ({num_cpus or os.cpu_count()} CPUs, dashboard "
+        f"http://127.0.0.1:{dashboard_port}, logs in {temp_dir}); this takes up to a minute")
+    env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
+    saved = os.environ.get("RAY_GCS_SERVER_PORT")
+    os.environ["RAY_GCS_SERVER_PORT"] = str(gcs_port)  # read by the head node at start
+    try:
+        ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, include_dashboard=True,
+                 dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+                 runtime_env={"env_vars": env}, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_GCS_SERVER_PORT", None)
+        else:
+            os.environ["RAY_GCS_SERVER_PORT"] = saved
+
+
+class ResourceWaitWatcher:
+    """Prints, once per placement group, that a run is waiting for resources.
+
+    A placement group still pending after ``grace_s`` seconds means workers
+    that cannot be placed yet: resources held by other trials or runs, or a
+    request larger than the cluster.
+    """
+
+    def __init__(self, grace_s: float = 45.0, poll_s: float = 5.0,
+                 log: Callable[[str], None] = print) -> None:
+        self.grace_s, self.poll_s, self.log = grace_s, poll_s, log
+        self._stop = threading.Event()
+        self._seen: dict[str, float] = {}
+        self._thread = threading.Thread(target=self._run, name="resource-wait-watcher",
+                                        daemon=True)
+
+    def __enter__(self) -> "ResourceWaitWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import ray
+
+        timeout = os.environ.get(START_TIMEOUT_ENV, str(
+            LOCAL_START_TIMEOUT_S if is_local() else CLUSTER_START_TIMEOUT_S))
+        while not self._stop.wait(self.poll_s):
+            try:
+                table = ray.util.placement_group_table()
+                free = ray.available_resources()
+            except Exception:  # Ray shutting down: nothing left to watch
+                return
+            now = time.time()
+            for pg_id, pg in table.items():
+                if pg.get("state") != "PENDING":
+                    continue
+                first = self._seen.setdefault(pg_id, now)
+                if first and now - first >= self.grace_s:
+                    self._seen[pg_id] = 0.0  # reported
+                    needs = [{k: v for k, v in bundle.items() if not k.startswith("bundle_group")}
+                             for bundle in pg.get("bundles", {}).values()]
+                    self.log(f"waiting for resources: a run needs {needs}, free now "
+                             f"{ {k: v for k, v in free.items() if k in ('CPU', 'GPU')} }; "
+                             f"it fails after {timeout} s (${START_TIMEOUT_ENV})")

@@ -1,0 +1,214 @@
+"""`brefine train`, `brefine eval` and `tune/search.py` as a user runs them.
+
+Real processes and real signals: Ctrl-C ends runs KILLED, a second live run
+of one name is refused, a search works beside another Ray on the machine, a
+failure inside training ends in one line naming the worker log, and
+checkpoints never run code.
+"""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from brefine.data.synthetic import write_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
+
+
+def brefine(*args, cwd, timeout=900, **kwargs):
+    return subprocess.run([sys.executable, "-m", "brefine.cli", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout, **kwargs)
+
+
+def start(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "brefine.cli", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def runs(work_dir):
+    client = MlflowClient(f"sqlite:///{Path(work_dir) / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("synthetic")
+    return client, ([] if experiment is None else client.search_runs([experiment.experiment_id]))
+
+
+def wait_for(condition, timeout=600, proc=None):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        assert proc is None or proc.poll() is None, proc and proc.communicate()
+        time.sleep(0.5)
+
+
+def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes(
+        tiny_data, tmp_path):
+    args = ["train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+            str(tmp_path), "--name", "r1", "--max-iters", "400", "--set",
+            "train_cfg.val_interval=5"]
+    first = start(*args, cwd=tmp_path)
+
+    def validated():
+        _, found = runs(tmp_path)
+        return found and "val/coco/segm_mAP" in found[0].data.metrics
+
+    wait_for(validated, proc=first)
+    second = brefine(*args, cwd=tmp_path, timeout=300)
+    assert second.returncode == 2
+    assert "r1" in second.stderr and "running already" in second.stderr
+    assert f"pid {first.pid}" in second.stderr, second.stderr
+
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted" in err and "KILLED" in err
+    client, found = runs(tmp_path)
+    assert [r.info.status for r in found] == ["KILLED"]
+
+    # the same command continues from the last checkpoint, in the same MLflow run
+    resumed = brefine(*args[:-4], "--max-iters", "20", "--set", "train_cfg.val_interval=5",
+                      cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    client, found = runs(tmp_path)
+    assert len(found) == 1 and found[0].info.status == "FINISHED"
+    assert int(found[0].data.tags["restarted_at_iteration"]) >= 5
+    assert "Ray: starting a local instance" in resumed.stdout
+    assert "RayTrainWorker" not in resumed.stdout + resumed.stderr  # worker output in its file
+    assert (tmp_path / "r1" / "worker-rank0.log").stat().st_size > 0
+
+
+def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tmp_path):
+    root = tmp_path / "data"
+    subprocess.run(["cp", "-r", tiny_data, str(root)], check=True)
+    names = [i["file_name"] for i in json.loads((root / "annotations/train.json").read_text())
+             ["images"]]
+    for name in names:  # every training image cut to a header: it passes the quick check
+        path = root / "images" / name
+        path.write_bytes(path.read_bytes()[:60])
+    result = brefine("train", "brefine_tiny_synthetic", "--data-root", str(root), "--work-dir",
+                     str(tmp_path / "w"), "--name", "broken", "--max-iters", "4", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    log = tmp_path / "w" / "broken" / "worker-rank0.log"
+    assert str(log) in lines[0] and "Traceback" in log.read_text()
+    _, found = runs(tmp_path / "w")
+    assert [r.info.status for r in found] == ["FAILED"]
+    check = brefine("data", "check", str(root), "--ann-file", "annotations/train.json",
+                    "--img-prefix", "images", cwd=tmp_path)
+    assert check.returncode == 1 and "does not decode" in check.stdout and names[0] in check.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--num-workers", "0"], "--num-workers"),
+    (["--storage", "/proc/no-such-place"], "--storage"),
+    (["--set", "boundary_lambda=1e999"], "boundary_lambda"),
+    (["--name", "it's"], "--name"),
+    (["--max-iters", "0"], "--max-iters"),
+])
+def test_bad_train_input_is_one_line_exit_2_before_ray(args, message, tiny_data, tmp_path):
+    result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+                     str(tmp_path), *args, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Ray:" not in result.stdout
+
+
+def test_search_runs_beside_another_ray_instance(tiny_data, tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1); "
+                              "print('up', flush=True); time.sleep(3600)"],
+                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert other.stdout.readline().strip() == "up"
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "tune" / "search.py"), "--data-root", tiny_data,
+             "--work-dir", str(tmp_path), "--num-samples", "2", "--stages", "1", "--name", "b1",
+             "--max-iters", "4", "--set", "train_cfg.val_interval=2"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    finally:
+        other.terminate()
+        other.wait(timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "multiple active Ray instances" not in output
+    assert "coco/segm_mAP" in result.stdout and "boundary_AP" in result.stdout  # Tune's table
+    assert "max_concurrent_trials` will be ignored" not in output
+    assert "Could not import OneDL" not in output
+    client, found = runs(tmp_path)
+    assert sorted(r.info.status for r in found) == ["FINISHED"] * 3
+    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
+    for child in children:
+        figures = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
+        assert {"figures/predictions.png", "figures/loss_curves.png"} <= figures
+        assert child.info.end_time < max(r.info.end_time for r in found) or len(children) == 1
+    assert len({c.info.end_time for c in children}) == 2  # each trial its own end
+
+
+class RunsCode:
+    """A pickle that runs a shell command when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def trained_checkpoint(tiny_data, tmp_path):
+    result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+                     str(tmp_path / "w"), "--name", "e1", "--max-iters", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return next((tmp_path / "w" / "ray_results" / "e1").glob("checkpoint_*/checkpoint.pth"))
+
+
+def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
+        tiny_data, tmp_path, monkeypatch):
+    from brefine.data.synthetic import synthetic_cache_path
+
+    checkpoint = trained_checkpoint(tiny_data, tmp_path)
+    # the built-in data where train put it: the cache (here a small copy, to stay fast)
+    env = {k: v for k, v in os.environ.items() if k != "BREFINE_SYNTH_ROOT"}
+    env["BREFINE_CACHE"] = str(tmp_path / "cache")
+    cached = synthetic_cache_path(tmp_path / "cache")
+    cached.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-r", tiny_data, str(cached)], check=True)
+    ok = brefine("eval", "brefine_tiny_synthetic", str(checkpoint), "--out-dir",
+                 str(tmp_path / "eval"), cwd=tmp_path, env=env)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert "evaluating" in ok.stdout and str(tmp_path / "cache") in ok.stdout
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state["meta"]["payload"] = RunsCode(marker)
+    torch.save(state, evil)
+    refused = brefine("eval", "brefine_tiny_synthetic", str(evil), "--out-dir",
+                      str(tmp_path / "eval2"), cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "refusing to load checkpoint" in refused.stderr
+    assert "--trust-checkpoint" in refused.stderr and not marker.exists()
+
+    foreign = tmp_path / "foreign.pth"
+    del state["meta"]["payload"]
+    state["state_dict"] = {k: v for k, v in state["state_dict"].items()
+                           if not k.startswith("roi_head.mask_head")}
+    torch.save(state, foreign)
+    missing = brefine("eval", "brefine_tiny_synthetic", str(foreign), "--out-dir",
+                      str(tmp_path / "eval3"), cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and "does not fit" in missing.stderr
+    assert "roi_head.mask_head" in missing.stderr

@@ -1,0 +1,283 @@
+"""The search itself: validate, open the parent run, run Tune, report.
+
+Everything that can be wrong with the input fails before Ray starts (exit 2).
+A search interrupted with Ctrl-C ends its parent and running children KILLED,
+prints no best trial, and exits 130; ``--resume --name NAME`` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ray.tune import Callback
+
+from brefine.configs import HYPERPARAMETERS, ConfigError, load_config
+from brefine.engine.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow_ui_hint, run_lock
+
+from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
+                     write_beside_results)
+from .runs import ChildRunStates, end_remaining, open_parent
+from .space import SearchSpace
+from .trial import TrialSetup, run_trial, train_run_name
+
+TRIAL_DRIVER_CPUS = 0.05  # a trial only waits on its workers (Ray refuses 0)
+EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
+    config="brefine_tiny_synthetic", base_iters=1200, trial_iters=160, num_samples=4,
+    repeat_default=2, scheduler="fifo")
+
+
+def default_metric(cfg) -> str:
+    """The validation segm AP key of the config's first evaluator."""
+    from brefine.configs import evaluators
+
+    return "lvis/segm_AP" if "LVIS" in evaluators(cfg)[0]["type"] else "coco/segm_mAP"
+
+
+def is_embedded(args: argparse.Namespace) -> bool:
+    return Path(args.config).stem == EMBEDDED["config"] and args.data_root is None
+
+
+def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
+    """All input checks; raises one of INPUT_ERRORS naming the option."""
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs the --name of the search to restore")
+    if args.num_samples < 1 or args.max_concurrent < 1 or args.repeat_default < 0:
+        raise ConfigError("--num-samples and --max-concurrent must be >= 1, "
+                          "--repeat-default >= 0")
+    if args.scheduler == "pbt" and args.search_alg != "random":
+        raise ConfigError("--scheduler pbt explores by itself; use it with --search-alg random")
+    if args.search_alg == "optuna":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise ConfigError("--search-alg optuna needs optuna: "
+                              "pip install 'brefine[optuna]'") from None
+    if is_embedded(args) and args.max_iters is None:
+        args.max_iters = EMBEDDED["trial_iters"]
+    launch = launch_from_args(args, args.config, name_prefix="search-")
+    overrides = launch.spec.overrides
+    fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
+    space = SearchSpace.from_options({k: getattr(args, k) for k in HYPERPARAMETERS}, fixed)
+    if args.scheduler == "pbt" and not space.mutations():
+        raise ConfigError("--scheduler pbt perturbs boundary_lambda and rpn_weight; "
+                          "do not fix both with --set")
+    for values in space.extremes():  # every searched value must build
+        load_config(launch.spec.config, {**overrides, **values}, launch.spec.data_root)
+    return launch, space
+
+
+def build_scheduler(args: argparse.Namespace, max_iters: int, val_interval: int,
+                    space: SearchSpace) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    if args.scheduler == "fifo":
+        return FIFOScheduler()
+    if args.scheduler == "pbt":
+        # num_stages changes the architecture, so a checkpoint cannot take
+        # another value: PBT perturbs λ and w and inherits the stage count.
+        return PopulationBasedTraining(
+            time_attr="iteration", perturbation_interval=args.perturbation_interval or val_interval,
+            hyperparam_mutations=space.mutations(), quantile_fraction=0.25,
+            resample_probability=0.25, synch=args.pbt_synch)
+    return ASHAScheduler(time_attr="iteration", max_t=max_iters,
+                         grace_period=args.grace_period or val_interval, reduction_factor=2)
+
+
+def build_search_alg(args: argparse.Namespace, repeats: list[dict]) -> Any:
+    """Random (seeded) or Optuna, limited to --max-concurrent trials at once."""
+    if args.search_alg == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(seed=args.seed, points_to_evaluate=repeats or None),
+                                  max_concurrent=args.max_concurrent)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=args.seed, max_concurrent=args.max_concurrent,
+                                 points_to_evaluate=repeats or None)
+
+
+def repeated_points(args: argparse.Namespace, space: SearchSpace) -> tuple[list[dict], dict]:
+    """The table's defaults, once per extra seed: trials that measure seed noise."""
+    default = {k: HYPERPARAMETERS[k].default for k in space.searched}
+    return [dict(default, seed=args.seed + i + 1) for i in range(args.repeat_default)], default
+
+
+def apply_defaults(args: argparse.Namespace) -> None:
+    embedded = is_embedded(args)
+    args.num_samples = args.num_samples or (EMBEDDED["num_samples"] if embedded else 4)
+    if args.repeat_default is None:
+        args.repeat_default = EMBEDDED["repeat_default"] if embedded else 0
+    args.scheduler = args.scheduler or (EMBEDDED["scheduler"] if embedded else "asha")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    apply_defaults(args)
+    try:
+        launch, space = validate(args)
+    except INPUT_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        with run_lock(launch.spec.work_dir, launch.name, "search"):
+            return _run(args, launch, space)
+    except INPUT_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
+    from ray import tune as ray_tune
+
+    from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
+    from brefine.engine.tracking import connect, environment_tags, flat_params
+
+    spec, search, storage = launch.spec, launch.name, launch.storage
+    cfg = spec.cfg
+    metric = args.metric or default_metric(cfg)
+    max_iters = int(cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs"))
+    val_interval = int(cfg.train_cfg.get("val_interval", 1))
+    client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
+    repeats, default = repeated_points(args, space)
+    parent_id = open_parent(client, experiment_id, search, args.resume, environment_tags(),
+                            description=" ".join(sys.argv))
+    if not args.resume:
+        params = {"config": Path(spec.config).name, "metric": metric,
+                  "scheduler": args.scheduler, "search_alg": args.search_alg,
+                  "num_samples": args.num_samples, "repeat_default": args.repeat_default,
+                  "max_concurrent": args.max_concurrent, "num_workers": launch.scale.num_workers,
+                  "gpus_per_worker": launch.scale.gpus_per_worker, "max_iters": max_iters,
+                  "val_interval": val_interval, "seed": args.seed, **space.describe(),
+                  **{f"set.{k}": v for k, v in spec.overrides.items()}}
+        from mlflow.entities import Param
+        client.log_batch(parent_id, params=[Param(k, v) for k, v in flat_params(params).items()])
+
+    base = None
+    if is_embedded(args):
+        from brefine.engine.base_detector import base_detector
+
+        base = base_detector(spec.config, {}, spec.data_root or str(cfg.data_root),
+                             EMBEDDED["base_iters"])
+    start_ray()
+    # the resolved Config stays here: trials rebuild it from the file
+    trial_spec = dataclasses.replace(spec, cfg=None, overrides={
+        **spec.overrides, **({"load_from": str(base)} if base else {})})
+    setup = TrialSetup(
+        spec=trial_spec, scale=launch.scale, storage=storage, search=search, parent_run_id=parent_id,
+        seed=args.seed, report_checkpoints=args.scheduler == "pbt", log_to_file=is_local(),
+        concurrent=args.max_concurrent,
+        params={"search": search})
+    trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup),
+                                        {"cpu": TRIAL_DRIVER_CPUS})
+    param_space = space.param_space()
+    if repeats:
+        param_space["seed"] = args.seed  # repeats override it
+    callbacks = [ChildRunStates(client, experiment_id, parent_id, max_iters, storage),
+                 TrialLogPaths(spec.work_dir, search, setup.log_to_file)]
+    path = f"{storage.rstrip('/')}/{search}"
+    started = time.time()
+    results, interrupted = None, True
+    try:
+        if args.resume:
+            if not ray_tune.Tuner.can_restore(path):
+                raise ConfigError(f"no search to resume at {path}")
+            tuner = ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                           param_space=param_space)
+        else:
+            tuner = ray_tune.Tuner(
+                trainable, param_space=param_space,
+                tune_config=ray_tune.TuneConfig(
+                    metric=metric, mode="max", num_samples=args.num_samples + len(repeats),
+                    scheduler=build_scheduler(args, max_iters, val_interval, space),
+                    search_alg=build_search_alg(args, repeats)),
+                run_config=ray_tune.RunConfig(
+                    name=search, storage_path=storage, callbacks=callbacks,
+                    checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
+        with ResourceWaitWatcher():
+            results = tuner.fit()
+        interrupted = any(t.status not in ("TERMINATED", "ERROR")
+                          for t in results._experiment_analysis.trials)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if interrupted:
+            end_remaining(client, experiment_id, parent_id, "KILLED")
+            client.set_terminated(parent_id, "KILLED")
+    if interrupted:
+        print(f"interrupted: search '{search}' ended KILLED (MLflow: parent and running trials)."
+              f" Continue it with: python tune/search.py --resume --name {search} "
+              f"--work-dir {args.work_dir}" + (f" --storage {args.storage}" if args.storage else ""),
+              file=sys.stderr)
+        return 130
+    end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
+    report = finish_report(client, parent_id, results, metric, max_iters, search, storage, spec,
+                           default if repeats else {})
+    client.set_terminated(parent_id, "FINISHED")
+    print(report["summary"])
+    if report["best"] is not None:
+        print("best trial:", json.dumps(report["best"], default=str))
+    print(f"search took {time.time() - started:.0f} s; results in {report['written']}")
+    print(f"MLflow: {mlflow_ui_hint(spec)}")
+    return 0
+
+
+def finish_report(client, parent_id: str, results, metric: str, max_iters: int, search: str,
+                  storage: str, spec, repeated: dict) -> dict:
+    """Trial table, figure, summary and best config: beside the results and on the parent."""
+    from mlflow.entities import Metric
+
+    table = trial_table(results, metric, max_iters)
+    best = best_row(table, metric)
+    noise = seed_noise(table, metric, repeated)
+    summary = summary_markdown(table, metric, best, search, noise)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table.to_parquet(tmp / "trials.parquet")
+        (tmp / "summary.md").write_text(summary)
+        search_figure(table, metric, tmp / "search.png")
+        names = ["trials.parquet", "summary.md", "search.png"]
+        if best is not None:
+            best_cfg = load_config(spec.config, {**spec.overrides,
+                                                 **{k: best[k] for k in HYPERPARAMETERS}},
+                                   spec.data_root)
+            best_cfg.dump(str(tmp / "best_config.py"))
+            (tmp / "best.json").write_text(json.dumps(best, default=str, indent=2))
+            names += ["best_config.py", "best.json"]
+        written = write_beside_results(storage, search, {n: (tmp / n).read_bytes()
+                                                         for n in names if n != "search.png"})
+        for name in names:
+            client.log_artifact(parent_id, str(tmp / name), "search")
+    client.log_table(parent_id, data=table.drop(columns=["path"]), artifact_file="search/trials.json")
+    if best is not None:
+        now = int(time.time() * 1000)
+        client.log_batch(parent_id, metrics=[
+            Metric(f"best/{k}".replace("@", "_at_"), float(v), now, 0)
+            for k, v in table.loc[table["trial_id"] == best["trial_id"]].iloc[0].items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v])
+        for key in ("trial_id", *HYPERPARAMETERS):
+            client.set_tag(parent_id, f"best.{key}", str(best.get(key)))
+        client.set_tag(parent_id, "mlflow.note.content",
+                       f"best trial {best['trial_id']}: " + ", ".join(
+                           f"{k}={best[k]}" for k in HYPERPARAMETERS if k in best)
+                       + f"; {metric} {best[f'best_{metric}']:.4f}; results: {written}")
+    return dict(summary=summary, best=best, written=written)
+
+
+class TrialLogPaths(Callback):
+    """Prints, as each trial starts, its values and where its worker log is."""
+
+    def __init__(self, work_dir: Path, search: str, enabled: bool) -> None:
+        self.work_dir, self.search, self.enabled = work_dir, search, enabled
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        values = {k: trial.config[k] for k in (*HYPERPARAMETERS, "seed") if k in trial.config}
+        name = train_run_name(self.search, trial.trial_id)
+        where = f"; worker log {self.work_dir / name / 'worker-rank0.log'}" if self.enabled else ""
+        print(f"trial {trial.trial_id} started: {values}{where}", flush=True)

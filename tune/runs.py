@@ -1,0 +1,89 @@
+"""MLflow bookkeeping of a search: the parent run, a child per trial, honest states.
+
+The parent run is the driver's; each trial opens its child (found again by
+its Ray trial id when PBT restarts it); :class:`ChildRunStates`, a Tune
+callback in the driver, ends each child the moment Tune ends its trial:
+FINISHED (with ``brefine.stopped_early`` when a scheduler stopped it) or
+FAILED, with the trial's own end time. Whatever is still RUNNING when the
+search stops (Ctrl-C) ends KILLED with the parent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from ray.tune import Callback
+
+from brefine.engine.tracking import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, TrackingError,
+                                     find_run, storage_uri)
+
+SEARCH_TAG = "brefine.search"
+ROLE_TAG = "brefine.role"
+
+
+def open_parent(client: Any, experiment_id: str, search: str, resume: bool,
+                tags: dict, description: str) -> str:
+    """The search's parent run: created, or (``resume``) the interrupted one continued."""
+    existing = find_run(client, experiment_id, search)
+    if resume:
+        if existing is None:
+            raise TrackingError(f"no search named {search!r} in MLflow experiment "
+                                f"{experiment_id} to resume")
+        client.update_run(existing.info.run_id, status="RUNNING")
+        return existing.info.run_id
+    if existing is not None:
+        raise TrackingError(f"a search named {search!r} exists already (MLflow run "
+                            f"{existing.info.run_id}, {existing.info.status}); pass --resume to "
+                            "continue it, or pick another --name")
+    return client.create_run(experiment_id, run_name=search, tags={
+        **tags, SEARCH_TAG: search, ROLE_TAG: "search",
+        "mlflow.note.content": description}).info.run_id
+
+
+def find_child(client: Any, experiment_id: str, parent_id: str, trial_id: str) -> Optional[Any]:
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_id}'"))
+    return runs[0] if runs else None
+
+
+def children(client: Any, experiment_id: str, parent_id: str) -> list:
+    return client.search_runs([experiment_id],
+                              filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
+
+
+class ChildRunStates(Callback):
+    """Ends each trial's child run when Tune ends the trial (runs in the driver)."""
+
+    def __init__(self, client: Any, experiment_id: str, parent_id: str, max_iters: int,
+                 storage: str) -> None:
+        self.client, self.experiment_id, self.parent_id = client, experiment_id, parent_id
+        self.max_iters, self.storage = max_iters, storage
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._end(trial, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._end(trial, "FAILED")
+
+    def _end(self, trial, status: str) -> None:
+        run = find_child(self.client, self.experiment_id, self.parent_id, trial.trial_id)
+        if run is None:  # the trial ended before it opened its run
+            return
+        result = trial.last_result or {}
+        if status == "FINISHED":
+            reached = result.get("iteration", 0)
+            self.client.set_tag(run.info.run_id, STOPPED_TAG, str(reached < self.max_iters).lower())
+        if result.get("checkpoint_path"):
+            self.client.set_tag(run.info.run_id, "checkpoint_uri",
+                                storage_uri(result["checkpoint_path"], self.storage))
+        self.client.set_terminated(run.info.run_id, status, end_time=int(time.time() * 1000))
+
+
+def end_remaining(client: Any, experiment_id: str, parent_id: str, status: str) -> int:
+    """Every child still RUNNING ends ``status``; returns how many."""
+    running = [r for r in children(client, experiment_id, parent_id)
+               if r.info.status == "RUNNING"]
+    for run in running:
+        client.set_terminated(run.info.run_id, status)
+    return len(running)
