@@ -11,6 +11,21 @@ from pathlib import Path
 from brefine.configs import ConfigError, load_config, parse_overrides
 
 
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="config file or shipped config name, or a registered "
+                                       "model models:/NAME/VERSION (then no CHECKPOINT)")
+    parser.add_argument("checkpoint", nargs="?",
+                        help="MMEngine checkpoint (.pth) or a Ray checkpoint folder, local or "
+                             "s3://")
+    parser.add_argument("--mlflow-uri", help="where models:/ URIs live (default: "
+                                             "$MLFLOW_TRACKING_URI, else sqlite:///<work "
+                                             "dir>/mlflow.db)")
+    parser.add_argument("--work-dir", default="work_dirs")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a checkpoint that holds types outside the safe list (this "
+                             "runs code from the file)")
+
+
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     if default is None:
         parser.add_argument("config", help="config file or name of a shipped config")
@@ -68,7 +83,10 @@ def run_params(launch) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from brefine.engine.launch import launch_from_args, mlflow_ui_hint, run_lock
     from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
-    from brefine.engine.tracking import connect, environment_tags, open_run, storage_uri
+    from brefine.engine.checkpoints import CHECKPOINT_FILE
+    from brefine.engine.model_registry import register_model
+    from brefine.engine.tracking import (connect, environment_tags, log_dataset_inputs, open_run,
+                                         storage_uri)
     from brefine.engine.trainer import build_trainer, describe_failure
     from brefine.engine.worker import worker_log_path
 
@@ -79,6 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                         spec.artifact_location)
         run_id, continued = open_run(client, experiment_id, name, tags=environment_tags(),
                                      description=command_line())
+        if not continued:
+            log_dataset_inputs(client, run_id, spec.cfg, spec.data_root)
         start_ray()
         trainer = build_trainer(
             spec.worker_config(name, run_id, seed=args.seed, params=run_params(launch),
@@ -104,6 +124,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             uri = storage_uri(result.checkpoint.path, launch.storage)
             client.set_tag(run_id, "checkpoint_uri", uri)
             print(f"last checkpoint: {uri}")
+            with result.checkpoint.as_directory() as folder:
+                version = register_model(client, run_id, Path(folder) / CHECKPOINT_FILE,
+                                         spec.cfg, Path(spec.config).stem)
+            print(f"registered as models:/{version.name}/{version.version}")
         client.set_terminated(run_id, "FINISHED")
     metrics = {k: round(v, 4) for k, v in (result.metrics or {}).items()
                if isinstance(v, float) and "/" in k}
@@ -138,20 +162,61 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def model_and_weights(args: argparse.Namespace, out_dir: Path) -> tuple[str, str]:
+    """(config, weights) from CONFIG CHECKPOINT or a ``models:/NAME/VERSION`` URI."""
+    from brefine.engine.checkpoints import CheckpointError, fetch_checkpoint
+    from brefine.engine.model_registry import fetch_model, is_model_uri
+    from brefine.engine.tracking import default_tracking_uri
+
+    if is_model_uri(args.config):
+        tracking_uri = args.mlflow_uri or default_tracking_uri(args.work_dir)
+        config, weights = fetch_model(args.config, tracking_uri, out_dir / "model")
+        return config, args.checkpoint or weights
+    if not args.checkpoint:
+        raise CheckpointError("give a CHECKPOINT after the config (or a models:/NAME/VERSION "
+                              "URI instead of both)")
+    return args.config, fetch_checkpoint(args.checkpoint, out_dir)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from brefine.evaluation.evaluate import evaluate
 
+    out_dir = Path(args.out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config, weights = model_and_weights(args, out_dir)
     try:
-        metrics, table = evaluate(args.config, args.checkpoint, args.out_dir,
-                                  parse_overrides(args.overrides), args.data_root,
-                                  trust_checkpoint=args.trust_checkpoint)
+        metrics, table = evaluate(config, weights, out_dir, parse_overrides(args.overrides),
+                                  args.data_root, trust_checkpoint=args.trust_checkpoint)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\n" + "\n".join(f"{k:<28} {v:.4f}" for k, v in sorted(metrics.items())))
-    print(f"\nwrote {Path(args.out_dir) / 'metrics.json'} and "
-          f"{Path(args.out_dir) / 'per_class.parquet'}")
+    print(f"\nwrote {out_dir / 'metrics.json'} and {out_dir / 'per_class.parquet'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from brefine.engine.predict import collect_images, predict
+
+    out_dir = Path(args.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = list(args.images)
+    if args.config.startswith("models:/") and args.checkpoint:
+        # a registered model brings its weights: the second word is an image
+        images.insert(0, args.checkpoint)
+        args.checkpoint = None
+    try:
+        paths = collect_images(images)
+        config, weights = model_and_weights(args, out_dir)
+        print(f"predicting {len(paths)} image(s) on {args.device}, batches of "
+              f"{args.batch_size}", flush=True)
+        target = predict(config, weights, [str(p) for p in paths], out_dir, args.device,
+                         args.batch_size, args.score_thr, args.trust_checkpoint)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {target} and {len(paths)} overlay(s) in {out_dir / 'overlays'}")
     return 0
 
 
@@ -201,16 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
-    _add_config_args(ev)
-    ev.add_argument("checkpoint", help="MMEngine checkpoint (.pth) or a Ray checkpoint folder, "
-                                       "local or s3://")
+    _add_model_args(ev)
     ev.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
+    ev.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                    help="override a config key (dotted path), repeatable")
     ev.add_argument("--out-dir", default="work_dirs/eval",
                     help="where metrics.json and per_class.parquet go (default: work_dirs/eval)")
-    ev.add_argument("--trust-checkpoint", action="store_true",
-                    help="load a checkpoint that holds types outside the safe list (this runs "
-                         "code from the file)")
     ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="run a trained model on images: COCO results json "
+                                        "and overlays")
+    _add_model_args(pr)
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    pr.add_argument("--batch-size", type=int, default=4)
+    pr.add_argument("--score-thr", type=float, default=0.3,
+                    help="keep detections scoring at least this (default 0.3)")
+    pr.set_defaults(func=cmd_predict)
 
     smoke = sub.add_parser("smoke", help="import everything and train one BRefine step on a "
                                          "device (checks an install or an image)")

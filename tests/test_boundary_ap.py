@@ -11,7 +11,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from brefine.evaluation import BoundaryAPMetric, BoundaryCOCOeval, boundary_ap
+from reference_boundary_ap import BoundaryCOCOeval
+from reference_boundary_ap import boundary_ap as reference_boundary_ap
+
+from brefine.evaluation import BoundaryAPMetric, boundary_ap, coco_api, evaluate_coco
 
 H, W = 60, 90
 
@@ -78,16 +81,52 @@ def test_ious_are_min_of_mask_and_boundary_iou(tmp_path):
     assert ious[0, 0] < reference_iou(preds[0], GT_MASKS[0]) - 0.05
 
 
-def test_perfect_is_one_and_degraded_is_lower(tmp_path):
-    gt = COCO(str(write_gt(tmp_path)))
-    perfect = boundary_ap(gt, gt.loadRes(detections(GT_MASKS, [0.9, 0.8, 0.7])))
-    assert perfect["boundary_AP"] == pytest.approx(1.0)
+def degraded_predictions():
+    return [
+        (GT_MASKS, [0.9, 0.8, 0.7]),
+        ([ndimage.binary_erosion(m, iterations=2) for m in GT_MASKS], [0.9, 0.8, 0.7]),
+        ([ndimage.binary_dilation(GT_MASKS[0], iterations=2), np.roll(GT_MASKS[1], 3, axis=1),
+          ndimage.binary_erosion(GT_MASKS[2]), np.roll(GT_MASKS[0], 9, axis=0)],
+         [0.5, 0.9, 0.7, 0.95]),
+    ]
 
-    rough = [ndimage.binary_erosion(m, iterations=2) for m in GT_MASKS]
-    dt = gt.loadRes(detections(rough, [0.9, 0.8, 0.7]))
-    degraded = boundary_ap(gt, dt)
-    segm = COCOeval(gt, dt, "segm")
-    segm.evaluate(), segm.accumulate(), segm.summarize()
+
+@pytest.mark.parametrize("case", range(3))
+def test_faster_coco_eval_boundary_ap_equals_the_reference(tmp_path, case):
+    gt_file = str(write_gt(tmp_path))
+    masks, scores = degraded_predictions()[case]
+    dets = detections(masks, scores)
+    ref_gt = COCO(gt_file)
+    reference = reference_boundary_ap(ref_gt, ref_gt.loadRes([dict(d) for d in dets]))
+    ours = boundary_ap(coco_api(gt_file), dets)
+    assert ours.keys() == reference.keys()
+    for key in ours:
+        assert ours[key] == pytest.approx(reference[key], abs=1e-4), key
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_faster_coco_eval_equals_pycocotools(tmp_path, case, iou_type):
+    gt_file = str(write_gt(tmp_path))
+    masks, scores = degraded_predictions()[case]
+    dets = detections(masks, scores)
+    for det in dets:
+        det["bbox"] = list(map(float, mask_utils.toBbox(det["segmentation"])))
+    ref_gt = COCO(gt_file)
+    ref = COCOeval(ref_gt, ref_gt.loadRes([dict(d) for d in dets]), iou_type)
+    ref.evaluate(), ref.accumulate(), ref.summarize()
+    ours = evaluate_coco(coco_api(gt_file), dets, iou_type)
+    np.testing.assert_allclose(ours.stats[:12], ref.stats[:12], atol=1e-4)
+
+
+def test_perfect_is_one_and_degraded_is_lower(tmp_path):
+    gt = coco_api(str(write_gt(tmp_path)))
+    perfect = boundary_ap(gt, detections(GT_MASKS, [0.9, 0.8, 0.7]))
+    assert perfect["boundary_AP"] == pytest.approx(1.0)
+    rough = detections([ndimage.binary_erosion(m, iterations=2) for m in GT_MASKS],
+                       [0.9, 0.8, 0.7])
+    degraded = boundary_ap(gt, rough)
+    segm = evaluate_coco(gt, rough, "segm")
     assert degraded["boundary_AP"] < perfect["boundary_AP"]
     assert degraded["boundary_AP"] < segm.stats[0]  # boundary AP is the stricter one
 

@@ -140,6 +140,6 @@ def test_dataset_class_counts():
 def test_boundary_ap_is_evaluated_beside_coco_ap(name, ratio):
     cfg = load_config(name)
     evaluators = {ev["type"]: ev for ev in cfg.val_evaluator}
-    assert "CocoMetric" in evaluators
+    assert "FasterCocoMetric" in evaluators
     assert evaluators["BoundaryAPMetric"]["dilation_ratio"] == ratio
     assert "brefine.evaluation" in cfg.custom_imports["imports"]

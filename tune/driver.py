@@ -23,7 +23,7 @@ from brefine.engine.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow
 
 from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
                      write_beside_results)
-from .runs import ChildRunStates, end_remaining, open_parent
+from .runs import ChildRunStates, end_remaining, find_child, open_parent
 from .space import SearchSpace
 from .trial import TrialSetup, run_trial, train_run_name
 
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
     from ray import tune as ray_tune
 
     from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
-    from brefine.engine.tracking import connect, environment_tags, flat_params
+    from brefine.engine.tracking import connect, environment_tags, flat_params, log_dataset_inputs
 
     spec, search, storage = launch.spec, launch.name, launch.storage
     cfg = spec.cfg
@@ -149,6 +149,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
     parent_id = open_parent(client, experiment_id, search, args.resume, environment_tags(),
                             description=" ".join(sys.argv))
     if not args.resume:
+        log_dataset_inputs(client, parent_id, cfg, spec.data_root)
         params = {"config": Path(spec.config).name, "metric": metric,
                   "scheduler": args.scheduler, "search_alg": args.search_alg,
                   "num_samples": args.num_samples, "repeat_default": args.repeat_default,
@@ -263,11 +264,35 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int, 
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v])
         for key in ("trial_id", *HYPERPARAMETERS):
             client.set_tag(parent_id, f"best.{key}", str(best.get(key)))
+        model = register_best(client, parent_id, best["trial_id"], spec, best)
         client.set_tag(parent_id, "mlflow.note.content",
                        f"best trial {best['trial_id']}: " + ", ".join(
                            f"{k}={best[k]}" for k in HYPERPARAMETERS if k in best)
-                       + f"; {metric} {best[f'best_{metric}']:.4f}; results: {written}")
+                       + f"; {metric} {best[f'best_{metric}']:.4f}; results: {written}"
+                       + (f"; checkpoint {model[1]}; registered as {model[0]}" if model else ""))
     return dict(summary=summary, best=best, written=written)
+
+
+def register_best(client, parent_id: str, trial_id: str, spec, best: dict
+                  ) -> Optional[tuple[str, str]]:
+    """Register the best trial's last checkpoint; (models:/ URI, checkpoint URI) or None."""
+    from brefine.engine.checkpoints import fetch_checkpoint
+    from brefine.engine.model_registry import register_model
+
+    experiment_id = client.get_run(parent_id).info.experiment_id
+    child = find_child(client, experiment_id, parent_id, trial_id)
+    checkpoint_uri = child.data.tags.get("checkpoint_uri") if child is not None else None
+    if checkpoint_uri is None:
+        return None
+    cfg = load_config(spec.config, {**spec.overrides, **{k: best[k] for k in HYPERPARAMETERS}},
+                      spec.data_root)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = fetch_checkpoint(checkpoint_uri, Path(tmp))
+        version = register_model(client, child.info.run_id, local, cfg, Path(spec.config).stem)
+    uri = f"models:/{version.name}/{version.version}"
+    client.set_tag(parent_id, "best.model_uri", uri)
+    client.set_tag(parent_id, "best.checkpoint_uri", checkpoint_uri)
+    return uri, checkpoint_uri
 
 
 class TrialLogPaths(Callback):

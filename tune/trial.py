@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from brefine.configs import HYPERPARAMETERS
+from brefine.configs import HYPERPARAMETERS, load_config
 from brefine.engine.launch import RunSpec
-from brefine.engine.tracking import PARENT_TAG, TRIAL_TAG, connect, environment_tags
+from brefine.engine.tracking import (PARENT_TAG, TRIAL_TAG, connect, environment_tags,
+                                     log_dataset_inputs)
 from brefine.engine.trainer import ScaleOptions
 
 from .runs import SEARCH_TAG, find_child
@@ -83,6 +84,9 @@ def run_trial(hyper: dict, setup: TrialSetup) -> None:
             "mlflow.note.content": f"trial {trial_id} of search {setup.search}: "
                                    + ", ".join(f"{k}={v}" for k, v in values.items())
                                    + f", seed {seed}"}).info.run_id
+        log_dataset_inputs(client, run_id, load_config(setup.spec.config, setup.spec.overrides,
+                                                       setup.spec.data_root),
+                           setup.spec.data_root)
     name = train_run_name(setup.search, trial_id, restore)
     worker_config = setup.spec.worker_config(
         name, run_id, seed=seed, params={**setup.params, "seed": seed}, overrides=values,

@@ -25,7 +25,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 
 __all__ = ["CONFIG_DIR", "HYPERPARAMETERS", "ConfigError", "Hyperparameter",
            "apply_hyperparameters", "apply_data_root", "list_configs", "load_config",
-           "evaluators", "find_evaluator", "parse_overrides", "resolve_config_path",
+           "COCO_METRICS", "evaluators", "find_evaluator", "parse_overrides", "resolve_config_path",
            "schedule_overrides"]
 
 
@@ -110,9 +110,18 @@ def evaluators(cfg: Config, section: str = "val_evaluator") -> list:
     return list(found) if isinstance(found, (list, tuple)) else [found]
 
 
-def find_evaluator(cfg: Config, type_name: str, section: str = "val_evaluator"):
-    """The first evaluator of ``type_name`` (e.g. "CocoMetric") in ``section``, or None."""
-    return next((e for e in evaluators(cfg, section) if e.get("type") == type_name), None)
+# MMDetection's COCO metric on pycocotools, and the same on faster-coco-eval
+COCO_METRICS = ("FasterCocoMetric", "CocoMetric")
+
+
+def find_evaluator(cfg: Config, type_names: str | tuple[str, ...],
+                   section: str = "val_evaluator"):
+    """The first evaluator of one of ``type_names`` in ``section``, or None.
+
+    The COCO metric (whichever implementation) is ``find_evaluator(cfg, COCO_METRICS)``.
+    """
+    names = (type_names,) if isinstance(type_names, str) else type_names
+    return next((e for e in evaluators(cfg, section) if e.get("type") in names), None)
 
 
 def schedule_overrides(cfg: Config, max_iters: int) -> dict[str, Any]:

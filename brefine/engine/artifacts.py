@@ -134,14 +134,14 @@ def _log_figure(client: Any, run_id: str, fig, name: str) -> None:
 
 def log_validation_artifacts(client: Any, run_id: str, runner, history: dict) -> None:
     """Figures and the per-class table of the validation that just ended."""
-    from brefine.configs import find_evaluator
+    from brefine.configs import COCO_METRICS, find_evaluator
     from brefine.evaluation.evaluate import per_class_table
 
     if history:
         _log_figure(client, run_id, loss_curves_figure(history), "loss_curves.png")
     _log_figure(client, run_id, prediction_figure(runner.model, runner.val_dataloader.dataset),
                 "predictions.png")
-    coco = find_evaluator(runner.cfg, "CocoMetric")
+    coco = find_evaluator(runner.cfg, COCO_METRICS)
     detections = Path(runner.work_dir) / "detections.segm.json"
     if coco is None or not detections.is_file():
         return

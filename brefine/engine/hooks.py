@@ -112,14 +112,24 @@ class MLflowTrackingHook(Hook):
         self.params = params or {}
         self.interval = interval
         self.client = None
+        self.system_metrics = None
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def before_run(self, runner) -> None:
+        from mlflow.tracking import MlflowClient
+
         from .mlflow_relay import open_client
         from .tracking import environment_tags, flat_params
 
         self.client = open_client(self.tracking_uri)
         run = self.client.get_run(self.run_id)
+        if isinstance(self.client, MlflowClient):  # a relayed store is out of its reach
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            # CPU, memory, disk, network (and GPU with pynvml) of rank 0's node
+            self.system_metrics = SystemMetricsMonitor(
+                self.run_id, tracking_uri=self.tracking_uri, resume_logging=bool(run.data.params))
+            self.system_metrics.start()
         for key, value in environment_tags(runner.world_size).items():
             self.client.set_tag(self.run_id, key, value)
         if run.data.params:  # a restart continues the run: its params stay
@@ -176,3 +186,7 @@ class MLflowTrackingHook(Hook):
         self._log_metrics(numeric_metrics({f"val/{k}": v for k, v in (metrics or {}).items()}),
                           runner.iter)
         log_validation_artifacts(self.client, self.run_id, runner, self.history)
+
+    def after_run(self, runner) -> None:
+        if self.system_metrics is not None:
+            self.system_metrics.finish()

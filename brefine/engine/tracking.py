@@ -185,3 +185,40 @@ def storage_uri(path: str, storage: str) -> str:
     if "://" in path or "://" not in storage:
         return path
     return f"{storage.split('://', 1)[0]}://{path}"
+
+
+def log_dataset_inputs(client: Any, run_id: str, cfg: Any, data_root: str | None = None) -> None:
+    """The run's train and validation sets as MLflow dataset inputs.
+
+    Each: name, source (the annotation file, or the ``s3://`` root it was
+    mirrored from), digest (of the annotation file), and a profile with the
+    image and instance counts; tagged with its split.
+    """
+    import hashlib
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for split, section in (("train", "train_dataloader"), ("validation", "val_dataloader")):
+        dataset = cfg[section]["dataset"]
+        while "dataset" in dataset:  # RepeatDataset / ClassBalancedDataset wrappers
+            dataset = dataset["dataset"]
+        ann_file = Path(dataset.get("data_root") or "") / dataset["ann_file"]
+        if not ann_file.is_file():
+            continue
+        raw = ann_file.read_bytes()
+        data = json.loads(raw)
+        profile = {"images": len(data.get("images", [])),
+                   "instances": len(data.get("annotations", [])),
+                   "categories": len(data.get("categories", []))}
+        source = f"{data_root.rstrip('/')}/{dataset['ann_file']}" \
+            if data_root and "://" in data_root else str(ann_file.resolve())
+        inputs.append(DatasetInput(
+            Dataset(name=f"{cfg.get('dataset_name') or 'dataset'}-{split}",
+                    digest=hashlib.sha256(raw).hexdigest()[:16],
+                    source_type="s3" if source.startswith("s3://") else "local",
+                    source=json.dumps({"uri": source}), profile=json.dumps(profile)),
+            tags=[InputTag("mlflow.data.context", split)]))
+    if inputs:
+        client.log_inputs(run_id, datasets=inputs)

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from brefine.configs import HYPERPARAMETERS, find_evaluator, load_config
+from brefine.configs import COCO_METRICS, HYPERPARAMETERS, find_evaluator, load_config
 from brefine.data.remote import localize_data_root
 
 from .checkpoints import CHECKPOINT_FILE, install_safe_loader
@@ -103,7 +103,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                               "brefine.engine.ddp",
                                               *cfg.get("custom_imports", {}).get("imports", [])}),
                               allow_failed_imports=False)
-    coco = find_evaluator(cfg, "CocoMetric")
+    coco = find_evaluator(cfg, COCO_METRICS)
     if coco is not None:  # the last validation's detections stay for the per-class table
         coco["outfile_prefix"] = str(work_dir / "detections")
 

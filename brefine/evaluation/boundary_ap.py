@@ -1,85 +1,55 @@
-"""Boundary AP (Cheng et al., "Boundary IoU", CVPR 2021).
+"""Boundary AP (Cheng et al., "Boundary IoU", CVPR 2021) on faster-coco-eval.
 
 COCO-style AP where a detection matches a ground truth by
 min(mask IoU, boundary IoU). A mask's boundary is the mask minus its erosion
-(3×3, image edge counts as background) of width
-max(1, round(dilation_ratio · image diagonal)): 0.02 for COCO and LVIS, 0.005
-for Cityscapes. Area ranges (S/M/L) are those of the masks, as in segm AP.
+of width dilation_ratio · image diagonal: 0.02 for COCO and LVIS, 0.005 for
+Cityscapes. Area ranges (S/M/L) are those of the masks, as in segm AP.
+
+faster-coco-eval (``iouType="boundary"``) computes it in C++; the project's
+own pycocotools implementation, which gave the same numbers to 4 digits at
+1/78 of the speed, is kept as the tests' reference
+(``tests/reference_boundary_ap.py``).
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import io
 import os.path as osp
 import tempfile
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
-import numpy as np
-import torch
-from pycocotools import mask as mask_utils
-from mmdet.datasets.api_wrappers import COCO
-from mmdet.evaluation.metrics import CocoMetric
+from mmdet.evaluation.metrics.faster_coco_metric import FasterCocoMetric
 from mmdet.registry import METRICS
 from mmengine.fileio import load
-from pycocotools.cocoeval import COCOeval
-
-from brefine.ops.boundary import boundary_region
 
 STAT_NAMES = ("AP", "AP_50", "AP_75", "AP_s", "AP_m", "AP_l")
 
 
-def boundary_width(height: int, width: int, dilation_ratio: float) -> int:
-    return max(1, int(round(dilation_ratio * math.hypot(height, width))))
+def coco_api(dataset: dict | str):
+    """faster-coco-eval's COCO for a json path or an already loaded dataset dict."""
+    from faster_coco_eval import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if isinstance(dataset, str):
+            return COCO(dataset)
+        coco = COCO()
+        coco.dataset = dataset
+        coco.createIndex()
+        return coco
 
 
-def boundary_rles(rles: Sequence[dict], dilation_ratio: float) -> list:
-    """RLEs of masks of one image → RLEs of their boundaries (batched erosion)."""
-    if not rles:
-        return []
-    masks = mask_utils.decode(list(rles))  # (H, W, N)
-    height, width = masks.shape[:2]
-    bands = boundary_region(torch.from_numpy(masks).permute(2, 0, 1),
-                            width=boundary_width(height, width, dilation_ratio), border_value=0)
-    return mask_utils.encode(np.asfortranarray(bands.to(torch.uint8).permute(1, 2, 0).numpy()))
+def evaluate_coco(coco_gt, detections: list, iou_type: str, dilation_ratio: float = 0.02,
+                  img_ids: Optional[Sequence] = None, cat_ids: Optional[Sequence] = None):
+    """An accumulated and summarised COCOeval_faster (``stats`` as pycocotools')."""
+    from faster_coco_eval import COCOeval_faster
 
-
-class BoundaryCOCOeval(COCOeval):
-    """pycocotools' COCOeval (segm) with IoU = min(mask IoU, boundary IoU)."""
-
-    def __init__(self, coco_gt=None, coco_dt=None, dilation_ratio: float = 0.02):
-        super().__init__(coco_gt, coco_dt, iouType="segm")
-        self.dilation_ratio = dilation_ratio
-        self._boundaries: dict[tuple[str, int], dict] = {}
-
-    def _boundaries_of(self, anns: list, kind: str) -> list:
-        todo = [a for a in anns if (kind, a["id"]) not in self._boundaries]
-        for ann, rle in zip(todo, boundary_rles([a["segmentation"] for a in todo],
-                                                self.dilation_ratio)):
-            self._boundaries[(kind, ann["id"])] = rle
-        return [self._boundaries[(kind, a["id"])] for a in anns]
-
-    def computeIoU(self, imgId, catId):  # noqa: N802 (pycocotools' name)
-        mask_iou = super().computeIoU(imgId, catId)
-        if len(mask_iou) == 0:
-            return mask_iou
-        # the same selection and order as COCOeval.computeIoU
-        p = self.params
-        if p.useCats:
-            gt, dt = self._gts[imgId, catId], self._dts[imgId, catId]
-        else:
-            gt = [g for c in p.catIds for g in self._gts[imgId, c]]
-            dt = [d for c in p.catIds for d in self._dts[imgId, c]]
-        order = np.argsort([-d["score"] for d in dt], kind="mergesort")
-        dt = [dt[i] for i in order][:p.maxDets[-1]]
-        crowd = [int(g["iscrowd"]) for g in gt]
-        b_iou = mask_utils.iou(self._boundaries_of(dt, "dt"), self._boundaries_of(gt, "gt"), crowd)
-        return np.minimum(mask_iou, b_iou)
-
-
-def boundary_ap(coco_gt, coco_dt, dilation_ratio: float = 0.02, img_ids=None, cat_ids=None
-                ) -> Dict[str, float]:
-    """Run Boundary AP; returns {"boundary_AP": …, "boundary_AP_50": …, …_s/_m/_l}."""
-    evaluator = BoundaryCOCOeval(coco_gt, coco_dt, dilation_ratio)
+    if iou_type in ("segm", "boundary"):  # mask areas, not box areas, for S/M/L
+        detections = [{k: v for k, v in d.items() if k != "bbox"} for d in detections]
+    coco_dt = coco_gt.loadRes(detections)
+    evaluator = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type,
+                                boundary_dilation_ratio=dilation_ratio,
+                                print_function=lambda *a, **k: None)
     if img_ids is not None:
         evaluator.params.imgIds = list(img_ids)
     if cat_ids is not None:
@@ -87,12 +57,21 @@ def boundary_ap(coco_gt, coco_dt, dilation_ratio: float = 0.02, img_ids=None, ca
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
+    return evaluator
+
+
+def boundary_ap(coco_gt, detections: list, dilation_ratio: float = 0.02, img_ids=None,
+                cat_ids=None) -> Dict[str, float]:
+    """{"boundary_AP": …, "boundary_AP_50": …, …_s/_m/_l} of segm ``detections``."""
+    if not detections:
+        return {f"boundary_{name}": 0.0 for name in STAT_NAMES}
+    evaluator = evaluate_coco(coco_gt, detections, "boundary", dilation_ratio, img_ids, cat_ids)
     return {f"boundary_{name}": float(evaluator.stats[i]) for i, name in enumerate(STAT_NAMES)}
 
 
 @METRICS.register_module()
-class BoundaryAPMetric(CocoMetric):
-    """Boundary AP beside MMDetection's CocoMetric, on the same inputs.
+class BoundaryAPMetric(FasterCocoMetric):
+    """Boundary AP beside the COCO metric, on the same inputs.
 
     Reports ``boundary_AP``, ``boundary_AP_50``, ``boundary_AP_75``,
     ``boundary_AP_s``, ``boundary_AP_m``, ``boundary_AP_l`` (no prefix).
@@ -114,16 +93,11 @@ class BoundaryAPMetric(CocoMetric):
         with tempfile.TemporaryDirectory() as tmp:
             prefix = osp.join(tmp, "results")
             if self._coco_api is None:
-                self._coco_api = COCO(self.gt_to_coco_json(gts, prefix))
+                self._coco_api = coco_api(self.gt_to_coco_json(gts, prefix))
             if self.cat_ids is None:
-                self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta["classes"])
+                self.cat_ids = self._coco_api.getCatIds(catNms=self.dataset_meta["classes"])
             if self.img_ids is None:
-                self.img_ids = self._coco_api.get_img_ids()
+                self.img_ids = self._coco_api.getImgIds()
             predictions = load(self.results2json(preds, prefix)["segm"])
-        if not predictions:
-            return {f"boundary_{name}": 0.0 for name in STAT_NAMES}
-        for pred in predictions:  # mask areas, not box areas, for S/M/L
-            pred.pop("bbox", None)
-        coco_dt = self._coco_api.loadRes(predictions)
-        return boundary_ap(self._coco_api, coco_dt, self.dilation_ratio, self.img_ids,
-                           self.cat_ids)
+        return boundary_ap(coco_api(self._coco_api.dataset), predictions, self.dilation_ratio,
+                           self.img_ids, self.cat_ids)

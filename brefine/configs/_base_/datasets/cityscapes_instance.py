@@ -10,7 +10,7 @@ train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = [
-    dict(type='CocoMetric',
+    dict(type='FasterCocoMetric',
          ann_file=data_root + 'annotations/instancesonly_filtered_gtFine_val.json',
          metric=['bbox', 'segm']),
     dict(type='CityScapesMetric', seg_prefix=data_root + 'gtFine/val',

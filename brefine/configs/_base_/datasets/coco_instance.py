@@ -54,7 +54,7 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 val_evaluator = [
-    dict(type='CocoMetric', ann_file=data_root + val_ann_file, metric=['bbox', 'segm'],
+    dict(type='FasterCocoMetric', ann_file=data_root + val_ann_file, metric=['bbox', 'segm'],
          format_only=False, backend_args=backend_args),
     # Boundary IoU's width for COCO: 2% of the image diagonal
     dict(type='BoundaryAPMetric', ann_file=data_root + val_ann_file, dilation_ratio=0.02,

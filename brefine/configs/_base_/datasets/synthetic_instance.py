@@ -46,7 +46,7 @@ val_dataloader = dict(
         data_prefix=dict(img=val_img_prefix), pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = [
-    dict(type='CocoMetric', ann_file=data_root + val_ann_file, metric=['bbox', 'segm']),
+    dict(type='FasterCocoMetric', ann_file=data_root + val_ann_file, metric=['bbox', 'segm']),
     dict(type='BoundaryAPMetric', ann_file=data_root + val_ann_file, dilation_ratio=0.02),
 ]
 test_evaluator = val_evaluator

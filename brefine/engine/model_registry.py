@@ -1,0 +1,68 @@
+"""Trained models in MLflow's registry: registered from a run, loaded by ``models:/`` URI.
+
+A model version holds ``model/config.py`` (the resolved config the run
+trained with) and ``model/weights.pth`` (the weights and the checkpoint's
+meta, without the optimizer state), logged on the run that made them.
+``brefine eval models:/NAME/VERSION`` and ``brefine predict`` load both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .checkpoints import CheckpointError, load_checkpoint_file
+
+MODEL_DIR = "model"
+WEIGHTS_FILE = "weights.pth"
+CONFIG_FILE = "config.py"
+
+
+def register_model(client: Any, run_id: str, checkpoint: str | Path, cfg: Any,
+                   name: str) -> Any:
+    """Log the checkpoint's weights and ``cfg`` on the run; register them as ``name``.
+
+    Returns the new ModelVersion.
+    """
+    import torch
+    from mlflow.exceptions import MlflowException
+
+    state = load_checkpoint_file(checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / MODEL_DIR
+        folder.mkdir()
+        torch.save({"state_dict": state["state_dict"], "meta": state.get("meta", {})},
+                   folder / WEIGHTS_FILE)
+        cfg.dump(str(folder / CONFIG_FILE))
+        client.log_artifacts(run_id, str(folder), MODEL_DIR)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_DIR}"
+    return client.create_model_version(name, source, run_id=run_id,
+                                       description=f"weights and config of run {run_id}")
+
+
+def is_model_uri(value: Optional[str]) -> bool:
+    return bool(value) and value.startswith("models:/")
+
+
+def fetch_model(uri: str, tracking_uri: str, out_dir: Path) -> tuple[str, str]:
+    """(config path, weights path) of a registered model version, downloaded to ``out_dir``."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(out_dir),
+                                                         tracking_uri=tracking_uri))
+    except MlflowException as err:
+        raise CheckpointError(f"cannot load model {uri} from MLflow at {tracking_uri}: "
+                              f"{str(err).splitlines()[0]}") from None
+    config, weights = local / CONFIG_FILE, local / WEIGHTS_FILE
+    if not (config.is_file() and weights.is_file()):
+        raise CheckpointError(f"model {uri} holds no {CONFIG_FILE} and {WEIGHTS_FILE}; was it "
+                              "registered by brefine?")
+    return str(config), str(weights)

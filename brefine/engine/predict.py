@@ -1,0 +1,108 @@
+"""``brefine predict``: a trained model on one's own images.
+
+Writes ``predictions.json`` (COCO results format, one entry per detection:
+``image_id``, ``file_name``, ``category_id``, ``category``, ``bbox`` as
+x, y, w, h, ``score``, ``segmentation`` as RLE) and, per image, an overlay
+PNG (translucent masks, boundary bands, class names and scores) into the
+output folder. Images run in batches through the config's test pipeline, on
+the CPU or a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def collect_images(paths: Sequence[str]) -> list[Path]:
+    """Image files given directly or found in the given folders (sorted)."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise FileNotFoundError(f"image {item} does not exist")
+    if not found:
+        raise FileNotFoundError(f"no images in {', '.join(paths)} (looked for "
+                                f"{', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def _batches(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Path,
+            device: str = "cpu", batch_size: int = 4, score_thr: float = 0.3,
+            trust_checkpoint: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run the model on ``images``; returns the path of ``predictions.json``."""
+    import torch
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from brefine.configs import load_config
+    from brefine.engine.artifacts import _matplotlib, _overlay
+    from brefine.engine.checkpoints import CheckpointError, load_checkpoint_file
+    from brefine.models.build import build_detector
+
+    paths = collect_images(images)
+    out_dir = Path(out_dir)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    cfg = load_config(config)
+    model = build_detector(cfg, init_weights=False).to(device).eval()
+    state = load_checkpoint_file(weights, trust=trust_checkpoint)
+    missing, unexpected = model.load_state_dict(state.get("state_dict", state), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {weights} does not fit the config's model: "
+                              f"{len(missing)} missing weights (e.g. {missing[:3]}), "
+                              f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    pipeline = Compose([t for t in cfg.test_dataloader.dataset.pipeline
+                        if t["type"] != "LoadAnnotations"])
+    classes = cfg.get("metainfo", {}).get("classes") or \
+        state.get("meta", {}).get("dataset_meta", {}).get("classes") or ()
+    plt = _matplotlib()
+    results = []
+    done = 0
+    for batch in _batches(list(enumerate(paths, 1)), batch_size):
+        samples = [pipeline(dict(img_path=str(path), img_id=image_id)) for image_id, path in batch]
+        with torch.no_grad():
+            outputs = model.test_step(pseudo_collate(samples))
+        for (image_id, path), out in zip(batch, outputs):
+            pred = out.pred_instances
+            keep = (pred.scores >= score_thr).cpu()
+            masks = pred.masks[keep].cpu().numpy() if "masks" in pred else \
+                np.zeros((0, *out.ori_shape), bool)
+            labels = pred.labels[keep].cpu().tolist()
+            scores = pred.scores[keep].cpu().tolist()
+            boxes = pred.bboxes[keep].cpu().numpy()
+            for mask, label, score, box in zip(masks, labels, scores, boxes):
+                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+                results.append(dict(
+                    image_id=image_id, file_name=str(path), category_id=label + 1,
+                    category=classes[label] if label < len(classes) else str(label),
+                    bbox=[float(box[0]), float(box[1]), float(box[2] - box[0]),
+                          float(box[3] - box[1])],
+                    score=float(score), segmentation=dict(size=rle["size"],
+                                                          counts=rle["counts"].decode())))
+            image = np.asarray(Image.open(path).convert("RGB"))
+            fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+            names = [f"{classes[c] if c < len(classes) else c} {s:.2f}"
+                     for c, s in zip(labels, scores)]
+            _overlay(ax, image, masks, names, [plt.cm.tab10(k % 10) for k in range(len(masks))])
+            fig.savefig(out_dir / "overlays" / f"{path.stem}.png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        done += len(batch)
+        log(f"  {done}/{len(paths)} images")
+    target = out_dir / "predictions.json"
+    target.write_text(json.dumps(results))
+    return target

@@ -1,0 +1,117 @@
+"""What a user finds in the MLflow UI, asked the way the UI asks: its REST API on loopback.
+
+One `brefine train` and one small search log into a real `brefine
+mlflow-server`; then the REST API must show the model-training view,
+telling run names, descriptions, nested runs, dataset inputs, figures,
+the trial table, and registered models that `brefine eval` and `brefine
+predict` load back from their `models:/` URIs.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from s3_fixtures import mlflow_server
+
+from brefine.data.synthetic import write_synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def api(url, path, **params):
+    answer = requests.get(f"{url}/api/2.0/mlflow/{path}", params=params, timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def post(url, path, body):
+    answer = requests.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def tags(run):
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def artifacts(url, run_id, path=""):
+    return {f["path"] for f in api(url, "artifacts/list", run_id=run_id, path=path)
+            .get("files", [])}
+
+
+def test_runs_searches_and_models_as_the_ui_shows_them(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "data", images=8, val_images=4)
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", str(tmp_path / "artifacts"),
+                       tmp_path / "server.log") as url:
+        common = ["--data-root", str(data), "--work-dir", str(tmp_path / "w"), "--mlflow-uri", url]
+        train = subprocess.run([sys.executable, "-m", "brefine.cli", "train",
+                                "brefine_tiny_synthetic", "--name", "ui-run", "--max-iters", "2",
+                                *common], capture_output=True, text=True, timeout=900)
+        assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+        search = subprocess.run([sys.executable, str(ROOT / "tune" / "search.py"), "--name",
+                                 "ui-search", "--num-samples", "2", "--stages", "1",
+                                 "--max-iters", "2", *common],
+                                capture_output=True, text=True, timeout=900)
+        assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-2000:]
+
+        experiment = api(url, "experiments/get-by-name", experiment_name="synthetic")["experiment"]
+        assert {"key": "mlflow.experimentKind", "value": "custom_model_development"} in \
+            experiment["tags"]  # opens on the model-training view, not GenAI
+        runs = post(url, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                         "max_results": 100})["runs"]
+        by_name = {r["info"]["run_name"]: r for r in runs}
+        single, parent = by_name["ui-run"], by_name["ui-search"]
+        children = [r for r in runs
+                    if tags(r).get("mlflow.parentRunId") == parent["info"]["run_id"]]
+        assert len(children) == 2
+        for child in children:  # "t00 λ=… w=… n=1": number and values, told apart at a glance
+            name = child["info"]["run_name"]
+            assert name.startswith("t0") and "λ=" in name and "w=" in name and "n=1" in name
+            assert "search ui-search" in tags(child)["mlflow.note.content"]
+            assert {"figures/predictions.png", "figures/loss_curves.png"} <= \
+                artifacts(url, child["info"]["run_id"], "figures")
+        assert len({c["info"]["run_name"] for c in children}) == 2
+
+        # descriptions, params, dataset inputs
+        assert "brefine" in tags(single)["mlflow.note.content"]
+        assert "best trial" in tags(parent)["mlflow.note.content"]
+        params = {p["key"] for p in single["data"]["params"]}
+        assert {"max_iters", "set.train_cfg.max_iters", "num_stages", "boundary_lambda"} <= params
+        inputs = single["inputs"]["dataset_inputs"]
+        contexts = {t["value"] for i in inputs for t in i["tags"]}
+        assert contexts == {"train", "validation"}
+        assert all(json.loads(i["dataset"]["profile"])["images"] > 0 for i in inputs)
+        metrics = {m["key"] for m in parent["data"]["metrics"]}
+        assert "best/best_coco/segm_mAP" in metrics
+        assert {"search/trials.json", "search/search.png", "search/summary.md"} <= \
+            artifacts(url, parent["info"]["run_id"], "search")
+        assert not any(m["key"].startswith("hparam/") for m in single["data"]["metrics"])
+
+        # registered models, loadable again
+        models = api(url, "registered-models/search")["registered_models"]
+        versions = [v for m in models for v in m.get("latest_versions", [])]
+        assert {m["name"] for m in models} == {"brefine_tiny_synthetic"}
+        assert len(api(url, "model-versions/search",
+                       filter="name='brefine_tiny_synthetic'")["model_versions"]) == 2
+        uri = f"models:/brefine_tiny_synthetic/{max(int(v['version']) for v in versions)}"
+        evaluated = subprocess.run(
+            [sys.executable, "-m", "brefine.cli", "eval", uri, "--mlflow-uri", url,
+             "--data-root", str(data), "--out-dir", str(tmp_path / "eval")],
+            capture_output=True, text=True, timeout=600)
+        assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
+        assert "coco/segm_mAP" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+        predicted = subprocess.run(
+            [sys.executable, "-m", "brefine.cli", "predict", uri, str(data / "images"),
+             "--mlflow-uri", url, "--out", str(tmp_path / "pred"), "--score-thr", "0"],
+            capture_output=True, text=True, timeout=600)
+        assert predicted.returncode == 0, predicted.stdout[-2000:] + predicted.stderr[-2000:]
+        results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+        images = sorted((data / "images").glob("*.png"))
+        assert len(list((tmp_path / "pred" / "overlays").glob("*.png"))) == len(images)
+        for det in results:
+            assert {"image_id", "file_name", "category", "bbox", "score", "segmentation"} <= \
+                set(det)
