@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -220,6 +221,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from brefine.engine.submit import submit
+
+    words = args.entrypoint[1:] if args.entrypoint[:1] == ["--"] else args.entrypoint
+    entrypoint = " ".join(shlex.quote(a) for a in words)
+    if not entrypoint:
+        print("error: give the entrypoint after --, e.g. -- python tune/search.py",
+              file=sys.stderr)
+        return 2
+    try:
+        job_id, status = submit(args.address, entrypoint, args.working_dir, args.wait,
+                                follow=not args.no_wait)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"job {job_id}: {status}")
+    return 0 if status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
+
+
 def cmd_smoke(args: argparse.Namespace) -> int:
     from brefine.engine.smoke import smoke
 
@@ -284,6 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--score-thr", type=float, default=0.3,
                     help="keep detections scoring at least this (default 0.3)")
     pr.set_defaults(func=cmd_predict)
+
+    job = sub.add_parser("submit", help="submit a job to a Ray cluster (ray job submit that "
+                                        "waits for a settling head and follows the logs)")
+    job.add_argument("--address", default=os.environ.get("RAY_DASHBOARD_ADDRESS",
+                                                         "http://127.0.0.1:8265"),
+                     help="the head's dashboard (default $RAY_DASHBOARD_ADDRESS or "
+                          "http://127.0.0.1:8265)")
+    job.add_argument("--working-dir", default=".", help="uploaded with the job (default .)")
+    job.add_argument("--wait", type=float, default=120,
+                     help="seconds to wait for a head that is not ready yet (default 120)")
+    job.add_argument("--no-wait", action="store_true", help="return once submitted")
+    job.add_argument("entrypoint", nargs=argparse.REMAINDER,
+                     help="-- then the command, e.g. -- python tune/search.py --num-samples 8")
+    job.set_defaults(func=cmd_submit)
 
     smoke = sub.add_parser("smoke", help="import everything and train one BRefine step on a "
                                          "device (checks an install or an image)")

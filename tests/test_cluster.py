@@ -54,7 +54,8 @@ def test_nothing_listens_beyond_loopback(raw, prepared):
     assert "--dashboard-host=127.0.0.1" in start
     server = re.search(r"brefine mlflow-server[^>&]*", start).group(0)
     assert "--allow-remote" not in server and "--host" not in server  # default 127.0.0.1
-    args = build_parser().parse_args(server.split()[1:])
+    words = server.replace("${BREFINE_MLFLOW_PORT:-5000}", "5000").split()
+    args = build_parser().parse_args(words[1:])
     assert args.host == "127.0.0.1" and args.artifacts_destination.startswith("s3://")
 
 
@@ -115,3 +116,48 @@ def test_only_head_local_stores_are_relayed(monkeypatch):
     monkeypatch.setenv(RELAY_ENV, "sometimes")
     with pytest.raises(ValueError, match=RELAY_ENV):
         should_relay("http://127.0.0.1:5000")
+
+
+@pytest.mark.slow
+def test_head_restarts_only_its_own_mlflow_server(raw, tmp_path):
+    """The head's start command, run twice: the first server is replaced, an unrelated
+    process whose command line says "mlflow server" lives on."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    command = next(c for c in raw["head_start_ray_commands"] if "mlflow-server" in c)
+    command = command.replace("s3://my-brefine-bucket/mlflow", str(tmp_path / "artifacts"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, HOME=str(tmp_path), BREFINE_MLFLOW_PORT=str(port),
+               PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    decoy = subprocess.Popen(["bash", "-c", "exec -a 'mlflow server --decoy' sleep 600"])
+    pid_file = tmp_path / ".cache/brefine/mlflow/server.pid"
+
+    def started():
+        subprocess.run(["bash", "-c", command], env=env, check=True, timeout=120)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                    return int(pid_file.read_text())
+            except requests.RequestException:
+                time.sleep(0.5)
+        raise AssertionError((Path("/tmp/mlflow-server.log")).read_text()[-2000:])
+
+    try:
+        first = started()
+        second = started()
+        assert first != second
+        assert not Path(f"/proc/{first}").exists() or \
+            "mlflow" not in Path(f"/proc/{first}/cmdline").read_text()
+        assert decoy.poll() is None  # the broad `pkill -f "mlflow server"` killed this
+    finally:
+        decoy.kill()
+        subprocess.run(["kill", pid_file.read_text().strip()], check=False)

@@ -76,7 +76,7 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     assert run.data.params["boundary_lambda"] == str(spec.cfg.boundary_lambda)
     assert run.data.params["config"] == "brefine_tiny_synthetic.py"
     assert {"train/loss", "train/loss_mask", "train/mask_lambda", "train/lr",
-            "val/coco/segm_mAP", "val/boundary_AP"} <= set(run.data.metrics)
+            "eval/coco/segm_mAP", "eval/boundary_AP"} <= set(run.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "config")}
     assert artifacts == {"config/config.py"}
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}

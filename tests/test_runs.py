@@ -64,7 +64,7 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
 
     def validated():
         _, found = runs(tmp_path)
-        return found and "val/coco/segm_mAP" in found[0].data.metrics
+        return found and "eval/coco/segm_mAP" in found[0].data.metrics
 
     wait_for(validated, proc=first)
     second = brefine(*args, cwd=tmp_path, timeout=300)
@@ -212,3 +212,17 @@ def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
                       str(tmp_path / "eval3"), cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "does not fit" in missing.stderr
     assert "roi_head.mask_head" in missing.stderr
+
+
+def test_a_run_that_cannot_be_placed_says_so_and_gives_up(tiny_data, tmp_path):
+    env = dict(os.environ, RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="80")
+    result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+                     str(tmp_path), "--num-workers", "3", "--cpus-per-worker", "1",
+                     "--max-iters", "2", cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    waiting = [line for line in result.stdout.splitlines() if "waiting for resources" in line]
+    assert waiting and "'CPU': 1.0" in waiting[0] and "80 s" in waiting[0], result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "training failed" in errors[0], result.stderr
+    _, found = runs(tmp_path)
+    assert [r.info.status for r in found] == ["FAILED"]

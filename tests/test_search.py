@@ -88,7 +88,7 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
         assert child.data.tags["ray.trial_id"] in set(table["trial_id"])
         assert child.data.tags["brefine.stopped_early"] in {"true", "false"}
         assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(child.data.params)
-        assert "train/loss" in child.data.metrics and "val/coco/segm_mAP" in child.data.metrics
+        assert "train/loss" in child.data.metrics and "eval/coco/segm_mAP" in child.data.metrics
         assert client.list_artifacts(child.info.run_id, "config")
         assert (Path(child.data.tags["checkpoint_uri"]) / "checkpoint.pth").is_file()
     assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}

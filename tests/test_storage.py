@@ -136,7 +136,7 @@ def test_train_from_s3_with_s3_storage_and_mlflow_server(s3, tiny_data, tmp_path
         (run,) = client.search_runs([experiment.experiment_id])
         assert run.info.status == "FINISHED"
         assert run.data.params["data_root"] == data_uri
-        assert "val/coco/segm_mAP" in run.data.metrics
+        assert "eval/coco/segm_mAP" in run.data.metrics
 
         # checkpoints in S3, read back through pyarrow as Ray and `brefine eval` do
         fs, root = pafs.FileSystem.from_uri(f"{storage}/s3run")
@@ -157,7 +157,7 @@ def test_train_from_s3_with_s3_storage_and_mlflow_server(s3, tiny_data, tmp_path
         assert resumed.info.run_id == run.info.run_id
         assert resumed.data.tags["restarted_at_iteration"] == "2"
         assert [m.step for m in client.get_metric_history(run.info.run_id,
-                                                          "val/coco/segm_mAP")] == [2, 4]
+                                                          "eval/coco/segm_mAP")] == [2, 4]
         assert resumed.info.status == "FINISHED"
 
         # a search with its Tune results in S3, trials tracked by the same server

@@ -83,7 +83,8 @@ def summary_markdown(table, metric: str, best: Optional[dict], search: str,
                   f"{noise['seed_std']:.4f}; the searched trials ({noise['search_runs']}) std "
                   f"{noise['search_std']:.4f}, range {noise['search_range']:.4f}: {verdict}.", ""]
     cols = [c for c in ["trial_id", *HYPERPARAMETERS, "seed", "status", "iterations",
-                        "wall_time_s", f"best_{metric}", "boundary_AP"] if c in table]
+                        "wall_time_s", f"best_{metric}", "boundary_AP"]
+            if c in table and table[c].notna().any()]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
         cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols]

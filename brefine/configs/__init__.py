@@ -184,7 +184,8 @@ def apply_data_root(cfg: Config, data_root: str) -> Config:
 
 def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None,
                 data_root: str | None = None) -> Config:
-    """Read a config, merge dotted-key overrides, apply the hyperparameters.
+    """Read a config, merge its dataset's model settings and the dotted-key
+    overrides, apply the hyperparameters.
 
     ``data_root`` (or an override of the top-level ``data_root`` key) moves
     the datasets and evaluators, see :func:`apply_data_root`.
@@ -194,6 +195,8 @@ def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
             out of range; the message names it.
     """
     cfg = Config.fromfile(str(resolve_config_path(name_or_path)))
+    # what the dataset decides of the model (its class count, say), before the user's word
+    cfg.merge_from_dict(dict(cfg.get("dataset_model_settings") or {}))
     overrides = dict(overrides or {})
     data_root = overrides.pop("data_root", data_root)
     for key in overrides:

@@ -8,7 +8,6 @@ _base_ = [
     './_base_/default_runtime_tiny.py',
 ]
 
-num_classes = 5
 width = 32  # FPN / head channels
 
 model = dict(
@@ -19,10 +18,10 @@ model = dict(
     rpn_head=dict(in_channels=width, feat_channels=width),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=width),
-        bbox_head=dict(in_channels=width, fc_out_channels=128, num_classes=num_classes),
+        bbox_head=dict(in_channels=width, fc_out_channels=128),
         mask_roi_extractor=dict(out_channels=width),
         mask_head=dict(num_convs=2, in_channels=width, conv_out_channels=width,
-                       num_classes=num_classes, aux_channels=8)),
+                       aux_channels=8)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=512, max_per_img=256)),
     test_cfg=dict(
         rpn=dict(nms_pre=512, max_per_img=256),

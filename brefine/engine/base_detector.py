@@ -12,9 +12,12 @@ builds for its own stage count: every trial starts from the same detector.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +47,9 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
     from brefine.configs import load_config, resolve_config_path, schedule_overrides
     from brefine.paths import cache_dir
 
+    if log is print:  # progress goes to the terminal while the Runner's chatter does not
+        real_stdout = sys.stdout
+        log = lambda line: print(line, file=real_stdout, flush=True)  # noqa: E731
     config_path = resolve_config_path(config)
     folder = Path(cache or cache_dir()) / "base-detectors" / \
         f"{config_path.stem}-{_key(config_path, overrides, data_root, iters)}"
@@ -69,9 +75,10 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
                 log(f"  base detector: {done}/{iters} iterations, loss "
                     f"{float(outputs['loss']):.3f}, {rate * (iters - done) / 60:.1f} min left")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg.work_dir = tmp
-        cfg.train_cfg.val_interval = iters + 1  # trials validate; the base need not
+        # the trials validate; the base need not
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint = None
         cfg.default_hooks.logger = dict(type="LoggerHook", interval=10 ** 9)
         cfg.log_level = "WARNING"

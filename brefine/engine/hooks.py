@@ -88,8 +88,9 @@ class MLflowTrackingHook(Hook):
     """Rank 0's logging into an MLflow run the driver opened.
 
     Params and the resolved config once; training losses (balanced and raw),
-    λ_k and the LR every ``interval`` iterations; at every validation its
-    metrics, the figures and the per-class table (:mod:`.artifacts`). The
+    λ_k and the LR every ``interval`` iterations (``train/*``); at every
+    validation its metrics (``eval/*``, which the MLflow UI charts first), the
+    figures and the per-class table (:mod:`.artifacts`). The
     driver owns the run's status: it sets FINISHED, FAILED or KILLED.
 
     Args:
@@ -183,7 +184,7 @@ class MLflowTrackingHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         from .artifacts import log_validation_artifacts
 
-        self._log_metrics(numeric_metrics({f"val/{k}": v for k, v in (metrics or {}).items()}),
+        self._log_metrics(numeric_metrics({f"eval/{k}": v for k, v in (metrics or {}).items()}),
                           runner.iter)
         log_validation_artifacts(self.client, self.run_id, runner, self.history)
 

@@ -101,5 +101,6 @@ class RelayedMlflowClient:
 def open_client(tracking_uri: str) -> Any:
     """An MlflowClient, relayed through the head when this node cannot reach the store."""
     if should_relay(tracking_uri):
+        print(f"MLflow: {tracking_uri} is the head node's; relaying through it", flush=True)
         return RelayedMlflowClient(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)

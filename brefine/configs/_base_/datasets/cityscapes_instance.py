@@ -21,3 +21,12 @@ val_evaluator = [
          dilation_ratio=0.005),
 ]
 test_evaluator = val_evaluator
+# what the dataset decides of any model trained on it (brefine.configs.load_config
+# merges these before the command line's overrides). MMDetection starts
+# Cityscapes from a COCO-trained model; nothing is downloaded here: pass
+# --set load_from=PATH for a local checkpoint.
+dataset_model_settings = {
+    'model.roi_head.bbox_head.num_classes': 8,
+    'model.roi_head.mask_head.num_classes': 8,
+    'model.backbone.init_cfg': None,
+}

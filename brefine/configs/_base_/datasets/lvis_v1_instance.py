@@ -10,3 +10,12 @@ val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/lvis_v1_val.json')
 test_evaluator = val_evaluator
+# what the dataset decides of any model trained on it (brefine.configs.load_config
+# merges these before the command line's overrides)
+dataset_model_settings = {
+    'model.roi_head.bbox_head.num_classes': 1203,
+    'model.roi_head.mask_head.num_classes': 1203,
+    # MMDetection's LVIS test settings: up to 300 detections, low score cut
+    'model.test_cfg.rcnn.score_thr': 0.0001,
+    'model.test_cfg.rcnn.max_per_img': 300,
+}

@@ -50,3 +50,9 @@ val_evaluator = [
     dict(type='BoundaryAPMetric', ann_file=data_root + val_ann_file, dilation_ratio=0.02),
 ]
 test_evaluator = val_evaluator
+# what the dataset decides of any model trained on it (brefine.configs.load_config
+# merges these before the command line's overrides)
+dataset_model_settings = {
+    'model.roi_head.bbox_head.num_classes': len(metainfo['classes']),
+    'model.roi_head.mask_head.num_classes': len(metainfo['classes']),
+}
