@@ -18,9 +18,12 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# speed and memory tables (tens of minutes on 2 cores); accuracy: see README
 bench: setup
 	$(PY) benchmarks/rank_sort.py
 	$(PY) benchmarks/head.py --repeats 2
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/eval.py
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache

@@ -13,6 +13,8 @@ built-in validation set. The variants follow the paper's ablations:
                       (λ = 0; Table 3)
 ``fusion-3+boundary`` + the boundary-region loss, λ = 1 (Table 6 direction)
 ``brefine``           fusion head, 3 stages + BRank & Sort (the full method)
+``brefine-paper-...`` the same with the paper's constant-width head (the
+                      configs quarter the width at each stage)
 ====================  =========================================================
 
 Each finished training appends a line to ``benchmarks/results/accuracy_runs.jsonl``
@@ -70,6 +72,9 @@ def _fcn_head() -> dict[str, Any]:
             "num_stages": None, "boundary_lambda": None}
 
 
+PAPER_WIDTHS = {"model.roi_head.mask_head.channel_ratio": 1.0,
+                "model.roi_head.mask_head.aux_channels": None}
+
 # name → (config, overrides builder, its arguments, what it is)
 VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
     "mask-rcnn": ("mask-rcnn_tiny_synthetic", None, (), "Mask R-CNN"),
@@ -80,6 +85,8 @@ VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
     "fusion-3+boundary": ("mask-rcnn_tiny_synthetic", _fusion_head, (3, 1.0),
                           "fusion head, 3 stages, boundary loss λ=1"),
     "brefine": ("brefine_tiny_synthetic", None, (), "BRefine: fusion head 3 stages + BR&S"),
+    "brefine-paper-widths": ("brefine_tiny_synthetic", lambda: PAPER_WIDTHS, (),
+                             "BRefine with the paper's constant-width fusion head"),
 }
 
 

@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from brefine.engine.model_registry import register_model
     from brefine.engine.tracking import (connect, environment_tags, log_dataset_inputs, open_run,
                                          storage_uri)
-    from brefine.engine.trainer import build_trainer, describe_failure
+    from brefine.engine.trainer import build_trainer, describe_failure, fit_in_background
     from brefine.engine.worker import worker_log_path
 
     launch = launch_from_args(args, args.config)
@@ -111,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{launch.storage}/{name}", flush=True)
         try:
             with ResourceWaitWatcher():
-                result = trainer.fit()
+                result = fit_in_background(trainer)
         except KeyboardInterrupt:
             client.set_terminated(run_id, "KILLED")
             print(f"interrupted: run '{name}' ended KILLED; run the same command to continue "

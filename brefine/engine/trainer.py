@@ -7,6 +7,7 @@ worker function does not know whether it runs on 2 CPUs or 64 GPUs.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -93,10 +94,39 @@ def build_trainer(train_config: dict[str, Any], scale: ScaleOptions, name: str,
         run_config=RunConfig(
             name=name,
             storage_path=storage_path,
-            failure_config=FailureConfig(max_failures=scale.max_failures),
+            # a worker group that cannot be placed within the start timeout
+            # ($RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, brefine.engine.ray_runtime)
+            # fails the run; Ray's default retries such starts for ever
+            failure_config=FailureConfig(max_failures=scale.max_failures,
+                                         controller_failure_limit=0),
             checkpoint_config=CheckpointConfig(num_to_keep=scale.checkpoints_to_keep),
             callbacks=list(callbacks)),
     )
+
+
+def fit_in_background(trainer: Any) -> Any:
+    """``trainer.fit()`` in a thread, the main thread waiting for it.
+
+    Run from the main thread, Ray Train installs its own SIGINT handler, which
+    turns Ctrl-C into ``sys.exit(0)`` (and exit status 1) where no caller can
+    record it. From a thread it does not: Ctrl-C raises KeyboardInterrupt in
+    the main thread, here, and the driver can end its run KILLED.
+    """
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the main thread below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def describe_failure(err: BaseException) -> str:
