@@ -196,16 +196,17 @@ def test_instance_weights_come_from_the_sampling_results():
     assert a.item() != pytest.approx(b.item(), rel=1e-3)
 
 
-@pytest.mark.parametrize("ratio,aux,widths", [(1.0, None, (16, 16, 16)), (0.5, 8, (16, 8, 8))])
+@pytest.mark.parametrize("ratio,aux,widths", [(1.0, None, (32, 32, 32)), (0.5, 8, (32, 16, 16)),
+                                              (0.25, 8, (32, 16, 16))])
 def test_stage_widths_and_auxiliary_reduction(ratio, aux, widths):
-    head = FusionMaskHead(num_stages=3, num_convs=2, in_channels=16, conv_out_channels=16,
+    head = FusionMaskHead(num_stages=3, num_convs=2, in_channels=32, conv_out_channels=32,
                           num_classes=3, channel_ratio=ratio, aux_channels=aux)
     head.init_weights()
     assert head.stage_channels == widths
     assert [m.conv.out_channels for m in head.aux_convs] == list(widths)
     assert [m.restore[0].out_channels for m in head.stage_modules] == [*widths[1:], widths[-1]]
     assert (head.aux_reduce is None) == (aux is None)
-    feats, p2, rois = make_inputs()
+    feats, p2, rois = make_inputs(channels=32)
     out = head(feats, p2, rois)
     assert out.shape == (5, 3, 56, 56)
     out.square().mean().backward()
@@ -217,10 +218,10 @@ def test_fast_head_matches_a_functional_reference():
     import mmcv.ops
 
     torch.manual_seed(0)
-    head = FusionMaskHead(num_stages=2, num_convs=1, in_channels=16, conv_out_channels=16,
+    head = FusionMaskHead(num_stages=2, num_convs=1, in_channels=32, conv_out_channels=32,
                           num_classes=3, channel_ratio=0.5, aux_channels=8).double()
     head.init_weights()
-    feats, p2, rois = make_inputs()
+    feats, p2, rois = make_inputs(channels=32)
     feats, p2, rois = feats.double(), p2.double(), rois.double()
 
     def conv(module, x):

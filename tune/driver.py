@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -201,10 +202,14 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
                 run_config=ray_tune.RunConfig(
                     name=search, storage_path=storage, callbacks=callbacks,
                     checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
+        handler = signal.getsignal(signal.SIGINT)
         with ResourceWaitWatcher():
             results = tuner.fit()
-        interrupted = any(t.status not in ("TERMINATED", "ERROR")
-                          for t in results._experiment_analysis.trials)
+        # Tune answers Ctrl-C itself: it saves the experiment, stops the trials
+        # and returns as if done. Its handler replaces ours for the run and puts
+        # ours back only when it fires, which is how an interrupt shows here.
+        interrupted = signal.getsignal(signal.SIGINT) is handler
+        signal.signal(signal.SIGINT, handler)
     except KeyboardInterrupt:
         interrupted = True
     finally:

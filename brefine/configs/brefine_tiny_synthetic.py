@@ -20,8 +20,10 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=width),
         bbox_head=dict(in_channels=width, fc_out_channels=128),
         mask_roi_extractor=dict(out_channels=width),
+        # at a quarter of the width per stage, a 32-channel head would narrow to
+        # 8, too thin to learn: halve it (32, 16, 16), P2 reduced to 16
         mask_head=dict(num_convs=2, in_channels=width, conv_out_channels=width,
-                       aux_channels=8)),
+                       channel_ratio=0.5, aux_channels=16)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=512, max_per_img=256)),
     test_cfg=dict(
         rpn=dict(nms_pre=512, max_per_img=256),

@@ -22,6 +22,9 @@ from brefine.ops.roi_sampling import roi_sample
 from .residual_aware import ResidualAwareModule
 
 MAX_STAGES = 4
+# Stages narrower than this (8 channels in the residual-aware module's squeezed
+# branches) stopped learning in the tiny runs: all-zero ReLUs, constant masks.
+MIN_STAGE_WIDTH = 16
 
 
 def fusion_output_size(num_stages: int, roi_feat_size: int = 14) -> int:
@@ -63,7 +66,7 @@ class FusionMaskHead(FCNMaskHead):
         boundary_lambda: λ of Eq. 2.
         boundary_ratio: band width = ratio × the object's box diagonal in
             image pixels.
-        channel_ratio: C_k = C_0 · ratio^k (at least 8).
+        channel_ratio: C_k = C_0 · ratio^k (at least ``MIN_STAGE_WIDTH``).
         aux_channels: channels P2 is reduced to before the auxiliary line
             (None: no reduction).
         use_residual_aware: False replaces each module by a 1×1 conv + ReLU to
@@ -97,7 +100,7 @@ class FusionMaskHead(FCNMaskHead):
         self.boundary_lambda = boundary_lambda
         self.boundary_ratio = boundary_ratio
         self.output_size = fusion_output_size(num_stages, roi_feat_size)
-        widths = [max(8, 2 * round(self.conv_out_channels * channel_ratio ** k / 2))
+        widths = [max(MIN_STAGE_WIDTH, 2 * round(self.conv_out_channels * channel_ratio ** k / 2))
                   for k in range(num_stages)]
         self.stage_channels = tuple(widths)
 
