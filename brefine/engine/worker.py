@@ -32,6 +32,7 @@ from brefine.configs import COCO_METRICS, HYPERPARAMETERS, find_evaluator, load_
 from brefine.data.remote import localize_data_root
 
 from .checkpoints import CHECKPOINT_FILE, install_safe_loader
+from .ddp import DeviceAwareDDP
 from .hooks import MLflowTrackingHook, RayTrainReportHook
 
 
@@ -94,13 +95,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     work_dir = Path(config["work_dir"]) / config["run_name"]
     cfg.work_dir = str(work_dir)
     cfg.launcher = "pytorch" if world_size > 1 else "none"
-    cfg.model_wrapper_cfg = dict(type="DeviceAwareDDP")
+    cfg.model_wrapper_cfg = dict(type=DeviceAwareDDP.__name__)  # registered on import above
     cfg.randomness = dict(seed=config.get("seed", 0), deterministic=False)
     # Ray owns checkpoints (RayTrainReportHook, CheckpointConfig); MMEngine's
     # own would write every model twice.
     cfg.default_hooks.checkpoint = None
     cfg.custom_imports = dict(imports=sorted({"brefine.models", "brefine.evaluation",
-                                              "brefine.engine.ddp",
                                               *cfg.get("custom_imports", {}).get("imports", [])}),
                               allow_failed_imports=False)
     coco = find_evaluator(cfg, COCO_METRICS)
