@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def api(url, path, **params):
-    answer = requests.get(f"{url}/api/2.0/mlflow/{path}", params=params, timeout=30)
+def api(url, endpoint, **params):
+    answer = requests.get(f"{url}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
     answer.raise_for_status()
     return answer.json()
 

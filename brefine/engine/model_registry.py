@@ -51,12 +51,30 @@ def is_model_uri(value: Optional[str]) -> bool:
 
 
 def fetch_model(uri: str, tracking_uri: str, out_dir: Path) -> tuple[str, str]:
-    """(config path, weights path) of a registered model version, downloaded to ``out_dir``."""
+    """(config path, weights path) of ``models:/NAME/VERSION`` (or ``models:/NAME@ALIAS``),
+    downloaded to ``out_dir``.
+
+    The version is looked up in the registry of ``tracking_uri`` itself: MLflow's
+    own ``models:/`` resolution asks the process-wide registry URI, which is not
+    the server the user named.
+    """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
+    reference = uri[len("models:/"):]
+    name, at, alias = reference.partition("@")
+    if not at:
+        name, _, alias = reference.rpartition("/")
+    if not name or not alias:
+        raise CheckpointError(f"cannot read model URI {uri!r}: expected models:/NAME/VERSION or "
+                              "models:/NAME@ALIAS")
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(out_dir),
+        version = (client.get_model_version_by_alias(name, alias) if at
+                   else client.get_model_version(name, alias))
+        source = client.get_model_version_download_uri(name, version.version)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(out_dir),
                                                          tracking_uri=tracking_uri))
     except MlflowException as err:
         raise CheckpointError(f"cannot load model {uri} from MLflow at {tracking_uri}: "
