@@ -143,3 +143,13 @@ def test_boundary_ap_is_evaluated_beside_coco_ap(name, ratio):
     assert "FasterCocoMetric" in evaluators
     assert evaluators["BoundaryAPMetric"]["dilation_ratio"] == ratio
     assert "brefine.evaluation" in cfg.custom_imports["imports"]
+
+
+@pytest.mark.parametrize("name, lr, batch", [
+    ("brefine_r50_fpn_1x_coco", 0.012, 16), ("brefine_r50_fpn_1x_lvis-v1", 0.012, 16),
+    ("brefine_r50_fpn_8e_cityscapes", 0.006, 8), ("mask-rcnn_r50_fpn_1x_coco", 0.02, 16),
+    ("mask-rcnn_r50_fpn_8e_cityscapes", 0.01, 8)])
+def test_learning_rates_follow_the_published_recipes(name, lr, batch):
+    cfg = load_config(name)
+    assert cfg.optim_wrapper.optimizer.lr == lr
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=batch)

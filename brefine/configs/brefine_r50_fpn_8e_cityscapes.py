@@ -6,3 +6,6 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
+# Rank & Sort's 0.012 per 16 images, at the 8 images the Cityscapes schedule is
+# written for (MMDetection's Mask R-CNN there: 0.01 per 8, its 0.02 per 16 halved).
+optim_wrapper = dict(optimizer=dict(lr=0.006))
