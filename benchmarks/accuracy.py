@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
 
     start_ray()
-    scale = ScaleOptions(num_workers=1)
+    scale = ScaleOptions(num_workers=1).resolved()
     client = parent_id = None
     try:
         for i, (name, seed) in enumerate(todo, 1):

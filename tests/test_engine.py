@@ -56,7 +56,7 @@ def only_run(spec):
 
 def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, tmp_path):
     spec = short_run(tiny_data, tmp_path, iters=4, val_interval=2)
-    trainer = build_trainer(worker_config(spec, "two-workers"), ScaleOptions(num_workers=2),
+    trainer = build_trainer(worker_config(spec, "two-workers"), ScaleOptions(num_workers=2).resolved(),
                             "two-workers", str(tmp_path / "ray"))
     result = trainer.fit()
     assert result.error is None
@@ -102,7 +102,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_
     spec = short_run(tiny_data, tmp_path, iters=30, val_interval=10)
     storage = tmp_path / "ray"
     trainer = build_trainer(worker_config(spec, "resilient"),
-                            ScaleOptions(num_workers=2, max_failures=1), "resilient", str(storage))
+                            ScaleOptions(num_workers=2, max_failures=1).resolved(), "resilient", str(storage))
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()))
     thread.start()

@@ -62,7 +62,8 @@ def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
                               "pip install 'brefine[optuna]'") from None
     if is_embedded(args) and args.max_iters is None:
         args.max_iters = EMBEDDED["trial_iters"]
-    launch = launch_from_args(args, args.config, name_prefix="search-")
+    launch = launch_from_args(args, args.config, name_prefix="search-",
+                              concurrent_runs=args.max_concurrent)
     overrides = launch.spec.overrides
     fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
     space = SearchSpace.from_options({k: getattr(args, k) for k in HYPERPARAMETERS}, fixed)
@@ -174,7 +175,6 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
     setup = TrialSetup(
         spec=trial_spec, scale=launch.scale, storage=storage, search=search, parent_run_id=parent_id,
         seed=args.seed, report_checkpoints=args.scheduler == "pbt", log_to_file=is_local(),
-        concurrent=args.max_concurrent,
         params={"search": search})
     trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup),
                                         {"cpu": TRIAL_DRIVER_CPUS})

@@ -32,7 +32,6 @@ class TrialSetup:
     seed: int
     report_checkpoints: bool  # PBT moves checkpoints between trials
     log_to_file: bool
-    concurrent: int  # trials running at once, which share a local Ray's CPUs
     params: dict
 
 
@@ -94,6 +93,5 @@ def run_trial(hyper: dict, setup: TrialSetup) -> None:
         hyperparameter_metrics=setup.report_checkpoints)
     fit_reporting_to_tune(
         lambda callbacks: build_trainer(worker_config, setup.scale, name=name,
-                                        storage_path=setup.storage, callbacks=callbacks,
-                                        concurrent_runs=setup.concurrent),
+                                        storage_path=setup.storage, callbacks=callbacks),
         with_checkpoints=setup.report_checkpoints)

@@ -6,10 +6,10 @@ cannot be confused with any other Ray on the machine:
 
 * its own temp dir and a GCS port chosen here, so nothing reads or overwrites
   another instance's ``/tmp/ray/ray_current_cluster``;
-* ``RAY_ADDRESS`` pinned to that GCS for every process of the job: Ray Train's
-  placement-group cleaner asks the State API for "the" cluster and, beside a
-  second instance, found several and crashed, leaving the finished run's
-  resources held;
+* ``RAY_ADDRESS`` pinned to that GCS for every process of the job (as is a
+  joined cluster's address): Ray Train's placement-group cleaner asks the
+  State API for "the" cluster and, beside a second instance, found several
+  and crashed, leaving the finished run's resources held;
 * the dashboard on 127.0.0.1 (Ray's own token authentication, on by default in
   Ray 2.60, guards its other ports, which Ray binds on all interfaces).
 
@@ -57,6 +57,8 @@ def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print
     env = {START_TIMEOUT_ENV: os.environ.get(START_TIMEOUT_ENV, str(default_timeout))}
     if address:
         log(f"Ray: joining the cluster at {address}")
+        if not address.startswith("ray://"):  # a Ray Client address means nothing to workers
+            env["RAY_ADDRESS"] = address  # the cleaner's State API lookup, as for a local Ray
         ray.init(address=address, runtime_env={"env_vars": env},
                  logging_level=logging.WARNING)
         return

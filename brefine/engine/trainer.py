@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -24,7 +24,9 @@ class ScaleOptions:
     num_workers: int = 1
     gpus_per_worker: float = 0.0
     # None: a local Ray's CPUs shared among the workers of every concurrent
-    # run (each worker's torch uses that many threads); 1 on a cluster
+    # run (each worker's torch uses that many threads); 1 on a cluster.
+    # Resolved on the driver (:meth:`resolved`): a trial's process cannot tell
+    # a local Ray from a cluster.
     cpus_per_worker: Optional[float] = None
     max_failures: int = 0          # worker-group restarts from the last checkpoint
     checkpoints_to_keep: int = 2
@@ -41,14 +43,15 @@ class ScaleOptions:
                               f"got {self.max_failures}")
         return self
 
-    def worker_cpus(self, concurrent_runs: int = 1) -> float:
+    def resolved(self, concurrent_runs: int = 1) -> "ScaleOptions":
+        """A copy with ``cpus_per_worker`` set; call it on the driver, before Ray starts."""
         if self.cpus_per_worker is not None:
-            return self.cpus_per_worker
+            return self
         from .ray_runtime import is_local
 
-        if not is_local():
-            return 1.0
-        return float(max(1, (os.cpu_count() or 1) // (self.num_workers * concurrent_runs)))
+        cpus = (float(max(1, (os.cpu_count() or 1) // (self.num_workers * concurrent_runs)))
+                if is_local() else 1.0)
+        return replace(self, cpus_per_worker=cpus)
 
 
 def resolve_storage(storage: Optional[str], work_dir: Path) -> str:
@@ -75,14 +78,15 @@ def resolve_storage(storage: Optional[str], work_dir: Path) -> str:
 
 
 def build_trainer(train_config: dict[str, Any], scale: ScaleOptions, name: str,
-                  storage_path: str, callbacks: Sequence[Any] = (),
-                  concurrent_runs: int = 1) -> Any:
+                  storage_path: str, callbacks: Sequence[Any] = ()) -> Any:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     scale.validate()
+    if scale.cpus_per_worker is None:
+        raise ValueError("resolve ScaleOptions on the driver (ScaleOptions.resolved) first")
     use_gpu = scale.gpus_per_worker > 0
-    resources = {"CPU": scale.worker_cpus(concurrent_runs)}
+    resources = {"CPU": scale.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = scale.gpus_per_worker
     return TorchTrainer(
