@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from brefine.data.synthetic import write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,11 +39,6 @@ def stop_processes_mentioning(marker: str) -> None:
                 proc.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from brefine.data.synthetic import write_synthetic_dataset
 from brefine.engine.launch import prepare_run
 from brefine.engine.ray_runtime import start_ray
 from brefine.engine.tracking import TrackingError, connect, open_run
@@ -26,11 +25,6 @@ def ray_cluster():
     start_ray(num_cpus=2)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
 
 
 def short_run(tiny_data, work_dir, iters, val_interval):

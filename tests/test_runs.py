@@ -20,15 +20,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from brefine.data.synthetic import write_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
 
 
 def brefine(*args, cwd, timeout=900, **kwargs):

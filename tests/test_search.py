@@ -14,13 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ROOT / "tune" / "search.py"
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    from brefine.data.synthetic import write_synthetic_dataset
-
-    return str(write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4))
-
-
 @pytest.mark.parametrize("args,message", [
     (["--set", "model.no_such_key=1"], "model.no_such_key"),
     (["--lambda-range", "2", "1"], "--lambda-range"),

@@ -18,7 +18,6 @@ from s3_fixtures import SECRET_KEY, list_keys, local_s3, mlflow_server, upload_d
 
 from brefine.data.check import DatasetCheckError
 from brefine.data.remote import MANIFEST, local_mirror, localize_data_root, sync_s3_prefix
-from brefine.data.synthetic import write_synthetic_dataset
 
 BUCKET = "brefine-test"
 
@@ -27,11 +26,6 @@ BUCKET = "brefine-test"
 def s3():
     with local_s3(BUCKET) as endpoint:
         yield endpoint
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_synthetic_dataset(tmp_path_factory.mktemp("synth"), images=8, val_images=4)
 
 
 @pytest.fixture()

@@ -77,6 +77,9 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg.work_dir = tmp
+        # MMEngine keeps one visualizer per name, process-wide: a later Runner
+        # would find this one, writing into this deleted folder
+        cfg.visualizer.name = f"base-detector-{Path(tmp).name}"
         # the trials validate; the base need not
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint = None
