@@ -96,6 +96,7 @@ def mlflow_run(work, name):
     return runs[0] if runs else None
 
 
+@pytest.mark.timeout(2400)  # three runs, two of them across a node's loss
 def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, tmp_path):
     from ray.cluster_utils import Cluster
     from s3_fixtures import local_s3, upload_dir
