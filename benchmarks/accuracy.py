@@ -48,8 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 METRICS = {  # column → key in the final report of a run
-    "segm AP": "coco/segm_mAP", "AP75": "coco/segm_mAP_75", "AP_l": "coco/segm_mAP_l",
-    "boundary AP": "boundary_AP", "bbox AP": "coco/bbox_mAP", "s/iter": "train_s_per_iter",
+    # no AP_l: the 128-px images hold no object above 96² pixels (COCO's "large")
+    "segm AP": "coco/segm_mAP", "AP75": "coco/segm_mAP_75", "AP_s": "coco/segm_mAP_s",
+    "AP_m": "coco/segm_mAP_m", "boundary AP": "boundary_AP", "bbox AP": "coco/bbox_mAP", "s/iter": "train_s_per_iter",
 }
 
 
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["variant"], r["seed"]) for r in load_runs(runs_file) if r["schedule"] == schedule}
     todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
     print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
+    if not todo:
+        write_table(load_runs(runs_file), command, table_file)
+        return 0
 
     start_ray()
     scale = ScaleOptions(num_workers=1).resolved()
