@@ -63,7 +63,8 @@ def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
     if is_embedded(args) and args.max_iters is None:
         args.max_iters = EMBEDDED["trial_iters"]
     launch = launch_from_args(args, args.config, name_prefix="search-",
-                              concurrent_runs=args.max_concurrent)
+                              concurrent_runs=args.max_concurrent,
+                              driver_cpus_per_run=TRIAL_DRIVER_CPUS)
     overrides = launch.spec.overrides
     fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
     space = SearchSpace.from_options({k: getattr(args, k) for k in HYPERPARAMETERS}, fixed)

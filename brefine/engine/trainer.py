@@ -6,6 +6,7 @@ worker function does not know whether it runs on 2 CPUs or 64 GPUs.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -43,14 +44,24 @@ class ScaleOptions:
                               f"got {self.max_failures}")
         return self
 
-    def resolved(self, concurrent_runs: int = 1) -> "ScaleOptions":
-        """A copy with ``cpus_per_worker`` set; call it on the driver, before Ray starts."""
+    def resolved(self, concurrent_runs: int = 1,
+                 driver_cpus_per_run: float = 0.0) -> "ScaleOptions":
+        """A copy with ``cpus_per_worker`` set; call it on the driver, before Ray starts.
+
+        Locally, the machine's CPUs left after ``driver_cpus_per_run`` for each
+        run are split among every worker of ``concurrent_runs`` runs: whole CPUs,
+        or a fraction of one when there are fewer CPUs than workers (Ray takes
+        fractions below 1 only). A request above what Ray has would wait for ever.
+        """
         if self.cpus_per_worker is not None:
             return self
         from .ray_runtime import is_local
 
-        cpus = (float(max(1, (os.cpu_count() or 1) // (self.num_workers * concurrent_runs)))
-                if is_local() else 1.0)
+        if not is_local():
+            return replace(self, cpus_per_worker=1.0)
+        free = (os.cpu_count() or 1) - concurrent_runs * driver_cpus_per_run
+        share = free / (self.num_workers * concurrent_runs)
+        cpus = float(math.floor(share)) if share >= 1 else max(0.01, math.floor(share * 100) / 100)
         return replace(self, cpus_per_worker=cpus)
 
 
