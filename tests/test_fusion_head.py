@@ -17,7 +17,7 @@ def reference_residual_aware(module, x):
         c = seq[0]
         return F.relu(F.conv2d(t, c.weight, c.bias, padding=c.padding, dilation=c.dilation))
 
-    squeezed = conv(module.squeeze, x)
+    squeezed = F.conv2d(x, module.squeeze.weight, module.squeeze.bias)  # linear
     summed = squeezed + sum(conv(b, squeezed) for b in module.branches)
     return conv(module.restore, summed)
 
@@ -34,8 +34,24 @@ def test_residual_aware_matches_reference_values_and_gradients():
     (g_ref,) = torch.autograd.grad(ref, x, grad_out)
     torch.testing.assert_close(g_ours, g_ref)
     # halving, dilations 1, 2, 3
-    assert module.squeeze[0].out_channels == 8
+    assert module.squeeze.out_channels == 8
     assert [b[0].dilation for b in module.branches] == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_a_squeeze_negative_everywhere_still_passes_signal_and_gradient():
+    # fusion stages read sums of ReLU outputs (non-negative): a squeeze with a
+    # ReLU whose weights all turned negative output zeros, and the head died
+    torch.manual_seed(0)
+    module = ResidualAwareModule(16)
+    with torch.no_grad():
+        module.squeeze.weight.copy_(-module.squeeze.weight.abs())
+        module.squeeze.bias.fill_(-1.0)
+        module.restore[0].weight.copy_(-module.restore[0].weight.abs())
+    x = torch.rand(2, 16, 8, 8, requires_grad=True)  # non-negative, as in the head
+    out = module(x)
+    assert out.flatten(2).std(dim=2).max() > 0  # not spatially constant
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.abs().sum() > 0
 
 
 def test_residual_branch_changes_the_output():
@@ -233,7 +249,8 @@ def test_fast_head_matches_a_functional_reference():
     for k in range(2):  # stage k: RoIAlign at its size, 2^(1-k) samples per bin side
         pooled = mmcv.ops.roi_align(reduced, rois, 14 * 2 ** k, 1 / 4, 2 ** (1 - k), "avg", True)
         ram = head.stage_modules[k]
-        squeezed = conv(ram.squeeze, x + conv(head.aux_convs[k], pooled))
+        squeezed = F.conv2d(x + conv(head.aux_convs[k], pooled), ram.squeeze.weight,
+                            ram.squeeze.bias)
         x = conv(ram.restore, squeezed + sum(conv(b, squeezed) for b in ram.branches))
         if k == 0:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)

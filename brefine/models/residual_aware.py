@@ -15,7 +15,16 @@ class ResidualAwareModule(nn.Module):
     x (B, C, H, W) → 1×1 conv to C/2 → [3×3 dilated conv, rates (1, 2, 3)] in
     parallel, plus the squeezed features themselves as the residual branch →
     sum → 1×1 conv to ``out_channels`` (C by default, the paper's "restore")
-    → (B, out_channels, H, W). Each conv is followed by ReLU.
+    → (B, out_channels, H, W). The dilated convs and the restore are followed
+    by ReLU; the squeeze is linear.
+
+    The paper does not say which convs have an activation. A ReLU on the
+    squeeze killed whole heads in the tiny runs: its C/2 outputs (8 channels in
+    a 16-wide stage) read non-negative inputs, and once all of them were
+    negative everywhere the residual branch and the dilated convs carried
+    nothing, the stage's output was spatially constant and no gradient came
+    back (``benchmarks/results/accuracy.md``). A linear squeeze, as in
+    MobileNetV2's linear bottlenecks, keeps the residual branch alive.
 
     Squeezing first keeps the three 3×3 convs at a quarter of the cost they
     would have on C channels; the residual branch carries the local detail the
@@ -35,7 +44,7 @@ class ResidualAwareModule(nn.Module):
         if channels % 2:
             raise ValueError(f"channels must be even to halve them, got {channels}")
         hidden = channels // 2
-        self.squeeze = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True))
+        self.squeeze = nn.Conv2d(channels, hidden, 1)
         self.branches = nn.ModuleList(
             nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=d, dilation=d),
                           nn.ReLU(inplace=True))
