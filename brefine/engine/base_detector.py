@@ -73,7 +73,7 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
             if done % max(1, iters // 10) == 0 or done == iters:
                 rate = (time.time() - self.started) / done
                 log(f"  base detector: {done}/{iters} iterations, loss "
-                    f"{float(outputs['loss']):.3f}, {rate * (iters - done) / 60:.1f} min left")
+                    f"{float(outputs['loss'].detach()):.3f}, {rate * (iters - done) / 60:.1f} min left")
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg.work_dir = tmp
