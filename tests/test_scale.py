@@ -15,24 +15,20 @@ def test_a_local_ray_shares_its_cpus_among_the_workers_of_concurrent_runs(monkey
     assert ScaleOptions(num_workers=16).resolved().cpus_per_worker == 0.5
 
 
-def test_the_share_leaves_room_for_each_runs_driver(monkeypatch):
-    # a search's trial functions hold a little CPU each: 2 CPUs for one trial's
-    # worker plus its function would never be placed on a 2-CPU Ray
+def test_a_search_fits_each_trials_workers_beside_its_trial_functions(monkeypatch):
+    # a trial function holds a little CPU: 2 CPUs for one trial's worker plus
+    # that function once asked a 2-CPU Ray for 2.05 and waited for ever
+    from tune.driver import TRIAL_DRIVER_CPUS, local_ray_cpus
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(trainer.os, "cpu_count", lambda: 2)
-    assert ScaleOptions().resolved(1, driver_cpus_per_run=0.05).cpus_per_worker == 1.0
-    monkeypatch.setattr(trainer.os, "cpu_count", lambda: 8)
-    assert ScaleOptions().resolved(2, driver_cpus_per_run=0.05).cpus_per_worker == 3.0
-    # fewer CPUs than workers: fractions of one, all of them placeable at once
-    monkeypatch.setattr(trainer.os, "cpu_count", lambda: 2)
-    share = ScaleOptions().resolved(2, driver_cpus_per_run=0.05).cpus_per_worker
-    assert share == 0.95 and 2 * (share + 0.05) <= 2
-
-
-def test_a_joined_cluster_gives_each_worker_one_cpu(monkeypatch):
-    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
-    monkeypatch.setattr(trainer.os, "cpu_count", lambda: 8)
-    assert ScaleOptions(num_workers=2).resolved().cpus_per_worker == 1.0
+    for cpus, workers, concurrent in [(2, 1, 1), (2, 1, 2), (2, 2, 3), (8, 2, 2), (16, 3, 4)]:
+        monkeypatch.setattr(trainer.os, "cpu_count", lambda: cpus)
+        share = ScaleOptions(num_workers=workers).resolved(concurrent).cpus_per_worker
+        assert share >= 1 or share == int(share * 100) / 100  # Ray: whole, or a fraction of 1
+        needed = concurrent * (workers * share + TRIAL_DRIVER_CPUS)
+        assert needed <= local_ray_cpus(concurrent) <= cpus + 1
+        if concurrent * workers <= cpus:  # the largest whole share: the machine is used
+            assert (share + 1) * workers * concurrent > cpus
 
 
 def test_an_explicit_share_is_kept(monkeypatch):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import signal
 import sys
 import tempfile
@@ -29,6 +31,14 @@ from .space import SearchSpace
 from .trial import TrialSetup, run_trial, train_run_name
 
 TRIAL_DRIVER_CPUS = 0.05  # a trial only waits on its workers (Ray refuses 0)
+
+
+def local_ray_cpus(max_concurrent: int) -> int:
+    """Logical CPUs of a search's own local Ray: the machine's, plus one for the
+    trial functions, which only wait, so that each trial's workers get the
+    machine's full share (``ScaleOptions.resolved``) and still fit beside them."""
+    return (os.cpu_count() or 1) + math.ceil(max_concurrent * TRIAL_DRIVER_CPUS)
+
 EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
     config="brefine_tiny_synthetic", base_iters=1200, trial_iters=160, num_samples=4,
     repeat_default=2, scheduler="fifo")
@@ -63,8 +73,7 @@ def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
     if is_embedded(args) and args.max_iters is None:
         args.max_iters = EMBEDDED["trial_iters"]
     launch = launch_from_args(args, args.config, name_prefix="search-",
-                              concurrent_runs=args.max_concurrent,
-                              driver_cpus_per_run=TRIAL_DRIVER_CPUS)
+                              concurrent_runs=args.max_concurrent)
     overrides = launch.spec.overrides
     fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
     space = SearchSpace.from_options({k: getattr(args, k) for k in HYPERPARAMETERS}, fixed)
@@ -169,7 +178,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
 
         base = base_detector(spec.config, {}, spec.data_root or str(cfg.data_root),
                              EMBEDDED["base_iters"])
-    start_ray()
+    start_ray(num_cpus=local_ray_cpus(args.max_concurrent))
     # the resolved Config stays here: trials rebuild it from the file
     trial_spec = dataclasses.replace(spec, cfg=None, overrides={
         **spec.overrides, **({"load_from": str(base)} if base else {})})

@@ -200,13 +200,11 @@ class Launch:
 
 
 def launch_from_args(args: argparse.Namespace, config: str, name_prefix: str = "",
-                     defaults: Optional[dict] = None, concurrent_runs: int = 1,
-                     driver_cpus_per_run: float = 0.0) -> Launch:
+                     defaults: Optional[dict] = None, concurrent_runs: int = 1) -> Launch:
     """Validate the shared options and prepare the run; nothing of Ray runs yet.
 
     ``defaults``: overrides the command line's ``--set`` and ``--max-iters`` win over.
-    ``concurrent_runs``: runs at once (a search's trials), which share a local Ray's CPUs,
-    less ``driver_cpus_per_run`` that each run's driver holds (a trial's function).
+    ``concurrent_runs``: runs at once (a search's trials), which share a local Ray's CPUs.
     Raises ConfigError, DatasetCheckError or TrackingError naming what is wrong.
     """
     overrides = {**(defaults or {})}
@@ -215,8 +213,7 @@ def launch_from_args(args: argparse.Namespace, config: str, name_prefix: str = "
     overrides.update(parse_overrides(args.overrides))
     scale = ScaleOptions(num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
                          cpus_per_worker=args.cpus_per_worker,
-                         max_failures=args.max_failures).validate().resolved(
-                             concurrent_runs, driver_cpus_per_run)
+                         max_failures=args.max_failures).validate().resolved(concurrent_runs)
     name = validate_run_name(args.name or default_run_name(config, name_prefix))
     spec = prepare_run(config, overrides, args.data_root, args.work_dir, args.mlflow_uri,
                        args.experiment)

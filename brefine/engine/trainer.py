@@ -44,14 +44,14 @@ class ScaleOptions:
                               f"got {self.max_failures}")
         return self
 
-    def resolved(self, concurrent_runs: int = 1,
-                 driver_cpus_per_run: float = 0.0) -> "ScaleOptions":
+    def resolved(self, concurrent_runs: int = 1) -> "ScaleOptions":
         """A copy with ``cpus_per_worker`` set; call it on the driver, before Ray starts.
 
-        Locally, the machine's CPUs left after ``driver_cpus_per_run`` for each
-        run are split among every worker of ``concurrent_runs`` runs: whole CPUs,
-        or a fraction of one when there are fewer CPUs than workers (Ray takes
-        fractions below 1 only). A request above what Ray has would wait for ever.
+        Locally, the machine's CPUs are split among every worker of
+        ``concurrent_runs`` runs: whole CPUs, or a fraction of one when there are
+        fewer CPUs than workers (Ray takes fractions below 1 only). A search's
+        trial functions hold CPUs too; its local Ray has logical CPUs for them
+        beyond these (``tune.driver.local_ray_cpus``).
         """
         if self.cpus_per_worker is not None:
             return self
@@ -59,8 +59,7 @@ class ScaleOptions:
 
         if not is_local():
             return replace(self, cpus_per_worker=1.0)
-        free = (os.cpu_count() or 1) - concurrent_runs * driver_cpus_per_run
-        share = free / (self.num_workers * concurrent_runs)
+        share = (os.cpu_count() or 1) / (self.num_workers * concurrent_runs)
         cpus = float(math.floor(share)) if share >= 1 else max(0.01, math.floor(share * 100) / 100)
         return replace(self, cpus_per_worker=cpus)
 
