@@ -59,8 +59,8 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
         return weights
     cfg = load_config(config_path, {**overrides, **schedule_overrides(
         load_config(config_path, overrides), iters)}, data_root)
-    log(f"base detector: training {config_path.stem} once, {iters} iterations (about "
-        f"{iters * 0.4 / 60:.0f} min on 2 CPU cores), cached in {folder}")
+    log(f"base detector: training {config_path.stem} once, {iters} iterations (the time left "
+        f"is printed as it goes), cached in {folder}")
 
     class Progress(Hook):
         priority = "LOWEST"
