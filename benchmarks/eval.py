@@ -100,7 +100,7 @@ def pycocotools_stats(gt: dict, dets: list, iou_type: str) -> float:
 
 
 def faster_stats(gt: dict, dets: list, iou_type: str, image_ids=None) -> float:
-    from brefine.evaluation.boundary_ap import coco_api, evaluate_coco
+    from brefine.evaluation.coco_eval import coco_api, evaluate_coco
 
     return float(evaluate_coco(coco_api(gt), dets, iou_type, img_ids=image_ids).stats[0])
 

@@ -60,11 +60,18 @@ LVIS_OBJECTS = {  # image id -> [(category id, mask)]
 }
 
 
+# LVIS's federated labels: bagel verified absent from image 1, cups not all
+# annotated in image 2
+LVIS_NEGATIVE = {1: [2], 2: []}
+LVIS_NOT_EXHAUSTIVE = {1: [], 2: [3]}
+
+
 def write_lvis(root: Path) -> Path:
     images, annotations = [], []
     for image_id, objects in LVIS_OBJECTS.items():
-        images.append(dict(id=image_id, width=W, height=H, neg_category_ids=[],
-                           not_exhaustive_category_ids=[],
+        images.append(dict(id=image_id, width=W, height=H,
+                           neg_category_ids=LVIS_NEGATIVE[image_id],
+                           not_exhaustive_category_ids=LVIS_NOT_EXHAUSTIVE[image_id],
                            coco_url=f"http://images.cocodataset.org/val2017/{image_id:012d}.jpg"))
         for category_id, mask in objects:
             rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
@@ -89,6 +96,43 @@ def lvis_metrics(root, shift):
         metric.process({}, [dict(img_id=image_id, ori_shape=(H, W), pred_instances=prediction(
             [m for _, m in objects], [c - 1 for c, _ in objects], shift))])
     return metric.evaluate(len(LVIS_OBJECTS))
+
+
+def lvis_detections(seed: int) -> list:
+    """Results-format detections: the objects moved and rescored at random, a
+    missed one, and false positives that LVIS counts, drops or ignores."""
+    rng = np.random.default_rng(seed)
+    found = [(image_id, category_id, mask) for image_id, objects in LVIS_OBJECTS.items()
+             for category_id, mask in objects][seed % 5:]  # one object missed, or none
+    found += [(1, 2, disc(60, 60, 9)),    # bagel on image 1, verified absent: a false positive
+              (1, 3, disc(20, 75, 8)),    # a cup where there is none: a false positive
+              (2, 3, disc(20, 75, 8)),    # a cup on image 2, not exhaustive: ignored
+              (2, 1, disc(60, 70, 10))]   # an aardvark on image 2, unverified: dropped
+    detections = []
+    for image_id, category_id, mask in found:
+        moved = np.roll(mask, tuple(rng.integers(-4, 5, 2)), axis=(0, 1))
+        rle = mask_utils.encode(np.asfortranarray(moved, dtype=np.uint8))
+        x0, y0, x1, y1 = box(moved)
+        detections.append(dict(image_id=image_id, category_id=category_id,
+                               bbox=[x0, y0, x1 - x0, y1 - y0], score=float(rng.uniform(0.1, 1)),
+                               segmentation=dict(size=rle["size"], counts=rle["counts"].decode())))
+    return detections
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("seed", range(4))
+def test_faster_lvis_ap_equals_the_lvis_package(tmp_path, iou_type, seed):
+    from reference_lvis import reference_lvis_ap
+
+    from brefine.evaluation import lvis_ap
+
+    ann_file = write_lvis(tmp_path)
+    detections = lvis_detections(seed)
+    ours = lvis_ap(json.loads(ann_file.read_text()), detections, iou_type)
+    reference = reference_lvis_ap(str(ann_file), detections, iou_type)
+    for name, value in reference.items():
+        assert ours[name] == pytest.approx(value, abs=1e-6), (name, ours, reference)
+    assert 0 < ours["AP"] < 1
 
 
 def test_lvis_evaluator_perfect_and_degraded(tmp_path):

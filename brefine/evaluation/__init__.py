@@ -1,9 +1,8 @@
-"""Metrics MMDetection lacks; importing this module registers them.
+"""Metrics MMDetection lacks; importing this module registers them."""
 
-It also lets the ``lvis`` package run on current NumPy (see ``lvis_compat``).
-"""
+from .boundary_ap import BoundaryAPMetric, boundary_ap
+from .coco_eval import coco_api, evaluate_coco
+from .lvis_ap import FasterLVISMetric, lvis_ap
 
-from . import lvis_compat  # noqa: F401
-from .boundary_ap import BoundaryAPMetric, boundary_ap, coco_api, evaluate_coco
-
-__all__ = ["BoundaryAPMetric", "boundary_ap", "coco_api", "evaluate_coco"]
+__all__ = ["BoundaryAPMetric", "FasterLVISMetric", "boundary_ap", "coco_api", "evaluate_coco",
+           "lvis_ap"]

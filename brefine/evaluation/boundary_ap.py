@@ -13,51 +13,17 @@ own pycocotools implementation, which gave the same numbers to 4 digits at
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os.path as osp
 import tempfile
-from typing import Dict, Optional, Sequence
+from typing import Dict
 
 from mmdet.evaluation.metrics.faster_coco_metric import FasterCocoMetric
 from mmdet.registry import METRICS
 from mmengine.fileio import load
 
+from .coco_eval import coco_api, evaluate_coco
+
 STAT_NAMES = ("AP", "AP_50", "AP_75", "AP_s", "AP_m", "AP_l")
-
-
-def coco_api(dataset: dict | str):
-    """faster-coco-eval's COCO for a json path or an already loaded dataset dict."""
-    from faster_coco_eval import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        if isinstance(dataset, str):
-            return COCO(dataset)
-        coco = COCO()
-        coco.dataset = dataset
-        coco.createIndex()
-        return coco
-
-
-def evaluate_coco(coco_gt, detections: list, iou_type: str, dilation_ratio: float = 0.02,
-                  img_ids: Optional[Sequence] = None, cat_ids: Optional[Sequence] = None):
-    """An accumulated and summarised COCOeval_faster (``stats`` as pycocotools')."""
-    from faster_coco_eval import COCOeval_faster
-
-    if iou_type in ("segm", "boundary"):  # mask areas, not box areas, for S/M/L
-        detections = [{k: v for k, v in d.items() if k != "bbox"} for d in detections]
-    coco_dt = coco_gt.loadRes(detections)
-    evaluator = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type,
-                                boundary_dilation_ratio=dilation_ratio,
-                                print_function=lambda *a, **k: None)
-    if img_ids is not None:
-        evaluator.params.imgIds = list(img_ids)
-    if cat_ids is not None:
-        evaluator.params.catIds = list(cat_ids)
-    evaluator.evaluate()
-    evaluator.accumulate()
-    evaluator.summarize()
-    return evaluator
 
 
 def boundary_ap(coco_gt, detections: list, dilation_ratio: float = 0.02, img_ids=None,

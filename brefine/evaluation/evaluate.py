@@ -30,7 +30,7 @@ def per_class_table(ann_file: str, segm_json: str, dilation_ratio: float = 0.02)
     """pandas DataFrame: class, instances, segm_AP, boundary_AP (faster-coco-eval)."""
     import pandas as pd
 
-    from .boundary_ap import coco_api, evaluate_coco
+    from .coco_eval import coco_api, evaluate_coco
 
     gt = coco_api(ann_file)
     cat_ids = sorted(gt.getCatIds())

@@ -1,5 +1,6 @@
 # LVIS v1 instances (MMDetection's base: class-balanced repeat-factor
-# sampling, LVISMetric with APr/APc/APf). data_root: $LVIS_ROOT or --data-root.
+# sampling), AP with APr/APc/APf on faster-coco-eval (brefine.evaluation.lvis_ap:
+# the lvis package's numbers). data_root: $LVIS_ROOT or --data-root.
 _base_ = 'mmdet::_base_/datasets/lvis_v1_instance.py'
 
 # MLflow experiment of runs on this dataset
@@ -8,7 +9,7 @@ data_root = '{{$LVIS_ROOT:data/lvis_v1/}}'
 train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/lvis_v1_val.json')
+val_evaluator = dict(type='FasterLVISMetric', ann_file=data_root + 'annotations/lvis_v1_val.json')
 test_evaluator = val_evaluator
 # what the dataset decides of any model trained on it (brefine.configs.load_config
 # merges these before the command line's overrides)
