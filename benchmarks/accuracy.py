@@ -28,6 +28,7 @@ Usage::
 
     python benchmarks/accuracy.py                       # all variants, seeds 0 1 2
     python benchmarks/accuracy.py --variants mask-rcnn brefine --seeds 0 1 2 3 4
+    python benchmarks/accuracy.py --parallel 2          # two at once, a CPU each
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ import platform
 import shlex
 import statistics
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
@@ -118,13 +121,17 @@ def mean_std(values: list[float]) -> str:
 
 def write_table(runs: list[dict], command: str, table_file: Path) -> None:
     schedules = sorted({r["schedule"] for r in runs})
+    at_once = sorted({r.get("parallel", 1) for r in runs})
     lines = ["# Accuracy on the built-in data: BRefine and its parts vs Mask R-CNN", "",
              f"Made by `{command}` (resumable: runs in `accuracy_runs.jsonl`).", "",
              "Tiny models (ResNet-18 at ¼ width, random init), 128 px images, built-in "
              "synthetic train/val split; one Ray Train worker per run on "
-             f"{platform.machine()} CPU ({os.cpu_count()} cores). Mean ± sample standard "
-             "deviation over seeds; segm, bbox and boundary AP on the validation set at the "
-             "end of training; s/iter = the model's training step alone.", ""]
+             f"{platform.machine()} CPU ({os.cpu_count()} cores), "
+             f"{' or '.join(map(str, at_once))} training(s) at a time sharing them. Mean ± "
+             "sample standard deviation over seeds; segm, bbox and boundary AP on the "
+             "validation set at the end of training; s/iter = the model's training step "
+             "alone, as measured during the run (for speed compare `train_step.md`, which "
+             "times the models side by side).", ""]
     for schedule in schedules:
         lines += [f"## {schedule}", "",
                   "| variant | what | seeds | " + " | ".join(METRICS) + " |",
@@ -175,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of accuracy.md and accuracy_runs.jsonl (default: "
                              "benchmarks/results)")
     parser.add_argument("--name", default="accuracy", help="MLflow parent run")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="trainings at once, sharing the CPUs (2 on 2 cores: more "
+                             "trainings per hour; s/iter is then per training, one thread each)")
     args = parser.parse_args(argv)
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
                                                                       else argv))
 
     from brefine.configs import load_config, parse_overrides
+    from brefine.data.synthetic import DATASET_VERSION
     from brefine.engine.launch import prepare_run
     from brefine.engine.ray_runtime import start_ray
     from brefine.engine.tracking import environment_tags, open_run
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = parse_overrides(args.overrides)
     base = load_config("mask-rcnn_tiny_synthetic", extra)
     schedule = (f"{args.max_iters or base.train_cfg.max_iters} iterations of "
-                f"{base.train_dataloader.batch_size} images"
+                f"{base.train_dataloader.batch_size} images, built-in data v{DATASET_VERSION}"
                 + (f", {' '.join(args.overrides)}" if args.overrides else ""))
     done = {(r["variant"], r["seed"]) for r in load_runs(runs_file) if r["schedule"] == schedule}
     todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
@@ -201,47 +212,70 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     start_ray()
-    scale = ScaleOptions(num_workers=1).resolved()
-    client = parent_id = None
-    try:
-        for i, (name, seed) in enumerate(todo, 1):
-            config, overrides = variant_overrides(name, args.max_iters, extra)
-            spec = prepare_run(config, overrides, work_dir=args.work_dir)
-            if parent_id is None:
-                client, parent_id = open_parent_run(spec, args.name, command, schedule)
-            run_name = f"{args.name}-{name}-seed{seed}"
-            print(f"[{i}/{len(todo)}] {run_name}: {VARIANTS[name][3]}", flush=True)
-            started = time.time()
-            run_id, _ = open_run(client, spec_experiment_id(client, spec), run_name, parent_id,
-                                 tags={**environment_tags(), "brefine.variant": name},
-                                 description=f"{VARIANTS[name][3]}, seed {seed}: {command}")
-            trainer = build_trainer(
-                spec.worker_config(run_name, run_id, seed=seed, log_to_file=True,
-                                   params={"variant": name, "schedule": schedule}),
-                scale, run_name, str(Path(args.work_dir).resolve() / "ray_results"))
-            try:
-                result = trainer.fit()
-            except Exception as err:
-                client.set_terminated(run_id, "FAILED")
-                raise SystemExit(f"error: {run_name} failed: {describe_failure(err)}") from None
-            client.set_terminated(run_id, "FINISHED")
-            metrics = {k: float(v) for k, v in (result.metrics or {}).items()
-                       if isinstance(v, (int, float)) and math.isfinite(v)}
+    # --parallel trainings at once share the CPUs: one thread each on 2 cores
+    scale = ScaleOptions(num_workers=1).resolved(concurrent_runs=args.parallel)
+    lock = threading.Lock()
+    running: dict[str, str] = {}  # MLflow run id -> run name, of the trainings under way
+    first = prepare_run(*variant_overrides(todo[0][0], args.max_iters, extra),
+                        work_dir=args.work_dir)
+    client, parent_id = open_parent_run(first, args.name, command, schedule)
+    experiment_id = spec_experiment_id(client, first)
+
+    def train(index: int, name: str, seed: int) -> None:
+        config, overrides = variant_overrides(name, args.max_iters, extra)
+        spec = prepare_run(config, overrides, work_dir=args.work_dir)
+        run_name = f"{args.name}-{name}-seed{seed}"
+        print(f"[{index}/{len(todo)}] {run_name}: {VARIANTS[name][3]}", flush=True)
+        started = time.time()
+        run_id, _ = open_run(client, experiment_id, run_name, parent_id,
+                             tags={**environment_tags(), "brefine.variant": name},
+                             description=f"{VARIANTS[name][3]}, seed {seed}: {command}")
+        running[run_id] = run_name
+        trainer = build_trainer(
+            spec.worker_config(run_name, run_id, seed=seed, log_to_file=True,
+                               params={"variant": name, "schedule": schedule}),
+            scale, run_name, str(Path(args.work_dir).resolve() / "ray_results"))
+        try:
+            result = trainer.fit()
+        except Exception as err:
+            client.set_terminated(run_id, "FAILED")
+            raise RuntimeError(f"{run_name} failed: {describe_failure(err)}") from None
+        finally:
+            running.pop(run_id, None)
+        client.set_terminated(run_id, "FINISHED")
+        metrics = {k: float(v) for k, v in (result.metrics or {}).items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        with lock:
             with runs_file.open("a") as out:
                 out.write(json.dumps(dict(variant=name, seed=seed, schedule=schedule,
-                                          config=config, wall_s=round(time.time() - started, 1),
+                                          config=config, parallel=args.parallel,
+                                          wall_s=round(time.time() - started, 1),
                                           metrics=metrics)) + "\n")
             write_table(load_runs(runs_file), command, table_file)
-    except BaseException as err:
-        if parent_id is not None:
-            client.set_terminated(parent_id, "KILLED" if isinstance(err, KeyboardInterrupt)
-                                  else "FAILED")
-        raise
-    if parent_id is not None:
-        client.log_artifact(parent_id, str(table_file), "accuracy")
-        client.set_terminated(parent_id, "FINISHED")
+
+    failures = []
+    pool = ThreadPoolExecutor(max_workers=args.parallel)
+    try:
+        futures = [pool.submit(train, i, name, seed) for i, (name, seed) in enumerate(todo, 1)]
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except RuntimeError as err:
+                failures.append(str(err))
+                print(f"error: {err}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        # the trainings' threads cannot be stopped: record every run as ended, then leave
+        for run_id in list(running):
+            client.set_terminated(run_id, "KILLED")
+        client.set_terminated(parent_id, "KILLED")
+        print("interrupted: the runs under way ended KILLED; run the same command to resume",
+              file=sys.stderr, flush=True)
+        os._exit(130)
+    pool.shutdown()
+    client.log_artifact(parent_id, str(table_file), "accuracy")
+    client.set_terminated(parent_id, "FAILED" if failures else "FINISHED")
     write_table(load_runs(runs_file), command, table_file)
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

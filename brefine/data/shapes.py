@@ -5,9 +5,9 @@ shape tells the class): blobs with wavy outlines, stars with sharp spikes,
 crescents, rings with a wavy rim and a hole, and crosses with thin arms.
 Masks are exact: a pixel is foreground iff its centre lies inside the analytic
 shape, and the image is painted from the very same masks. Objects lie inside
-the image, mostly medium and large (a third of the image across or more), so
-that a coarse mask loses visible detail along their outlines; later objects
-occlude earlier ones, whose masks lose the occluded pixels.
+the image and apart from each other (no occlusion: every mask is a whole
+shape), from a tenth of the image across to two thirds, so that a coarse mask
+loses visible detail along the outlines of the larger ones.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SHAPE_CLASSES = ("blob", "star", "crescent", "ring", "cross")
-MIN_VISIBLE_PIXELS = 12
+MIN_VISIBLE_PIXELS = 30  # smaller shapes are left out
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _shape_mask(kind: str, size: int, cx: float, cy: float, radius: float,
         rim = radius * (0.92 + _waves(theta, rng, (6, 11), 0.03, 0.06))
         return (r < rim) & (r >= radius * rng.uniform(0.45, 0.6))
     if kind == "cross":
-        arm = max(radius * rng.uniform(0.1, 0.18), 1.0)
+        arm = max(radius * rng.uniform(0.12, 0.2), 1.5)
         u = r * np.cos(theta)
         v = r * np.sin(theta)
         return (r < radius) & ((np.abs(u) < arm) | (np.abs(v) < arm))
@@ -88,8 +88,10 @@ def _texture(size: int, rng: np.random.Generator, base: np.ndarray, contrast: fl
 
 
 # (share of objects, radius range as a fraction of the image side): at
-# 128 px, radii 6-12 px, 13-26 px and 26-44 px
-SIZE_BINS = ((0.1, (0.05, 0.09)), (0.45, (0.10, 0.20)), (0.45, (0.20, 0.34)))
+# 128 px, radii 9-14 px, 14-28 px and 28-44 px
+SIZE_BINS = ((0.15, (0.07, 0.11)), (0.5, (0.11, 0.22)), (0.35, (0.22, 0.34)))
+PLACEMENT_TRIES = 20  # positions tried for an object before the scene goes without it
+GAP = 2  # pixels kept free around every object
 MIN_COLOUR_CONTRAST = 60  # an object's colour differs this much from the background's
 
 
@@ -100,6 +102,17 @@ def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarr
             return colour
 
 
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` dilated by ``pixels`` (a square neighbourhood)."""
+    grown = mask.copy()
+    for _ in range(pixels):
+        grown[1:] |= grown[:-1].copy()
+        grown[:-1] |= grown[1:].copy()
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+    return grown
+
+
 def render_scene(rng: np.random.Generator, size: int = 128, num_classes: int = 5,
                  max_objects: int = 4) -> Scene:
     """One image with 1..max_objects instances of the first ``num_classes`` families."""
@@ -107,23 +120,28 @@ def render_scene(rng: np.random.Generator, size: int = 128, num_classes: int = 5
         raise ValueError(f"num_classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
     background = rng.uniform(60, 200, 3)
     image = _texture(size, rng, background, contrast=0.2)
-    visible: list[np.ndarray] = []
+    taken = np.zeros((size, size), bool)
+    masks: list[np.ndarray] = []
     labels: list[int] = []
     shares = np.array([share for share, _ in SIZE_BINS])
     for _ in range(int(rng.integers(1, max_objects + 1))):
         label = int(rng.integers(num_classes))
         lo, hi = SIZE_BINS[int(rng.choice(len(SIZE_BINS), p=shares))][1]
         radius = rng.uniform(lo, hi) * size
-        cx, cy = rng.uniform(radius, size - radius, 2)
-        mask = _shape_mask(SHAPE_CLASSES[label], size, cx, cy, radius, rng)
+        for _ in range(PLACEMENT_TRIES):
+            cx, cy = rng.uniform(radius, size - radius, 2)
+            mask = _shape_mask(SHAPE_CLASSES[label], size, cx, cy, radius, rng)
+            if not (mask & taken).any():
+                break
+        else:
+            continue
         if mask.sum() < MIN_VISIBLE_PIXELS:
             continue
         colour = _texture(size, rng, _object_colour(rng, background), contrast=0.15)
         image[mask] = colour[mask]
-        visible = [m & ~mask for m in visible]
-        visible.append(mask)
+        taken |= _grow(mask, GAP)
+        masks.append(mask)
         labels.append(label)
-    keep = [i for i, m in enumerate(visible) if m.sum() >= MIN_VISIBLE_PIXELS]
-    masks = np.stack([visible[i] for i in keep]) if keep else np.zeros((0, size, size), bool)
-    return Scene(image=image.astype(np.uint8), masks=masks,
-                 labels=np.asarray([labels[i] for i in keep], dtype=np.int64))
+    return Scene(image=image.astype(np.uint8),
+                 masks=np.stack(masks) if masks else np.zeros((0, size, size), bool),
+                 labels=np.asarray(labels, dtype=np.int64))

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from .shapes import SHAPE_CLASSES, render_scene
 from .toy import masks_to_boxes
 
-DATASET_VERSION = 2
+DATASET_VERSION = 4
 SPLIT_SEEDS = {"train": 0, "val": 1}
 
 
