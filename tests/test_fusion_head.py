@@ -19,7 +19,7 @@ def reference_residual_aware(module, x):
 
     squeezed = F.conv2d(x, module.squeeze.weight, module.squeeze.bias)  # linear
     summed = squeezed + sum(conv(b, squeezed) for b in module.branches)
-    return conv(module.restore, summed)
+    return F.conv2d(summed, module.restore.weight, module.restore.bias)  # linear
 
 
 def test_residual_aware_matches_reference_values_and_gradients():
@@ -38,20 +38,27 @@ def test_residual_aware_matches_reference_values_and_gradients():
     assert [b[0].dilation for b in module.branches] == [(1, 1), (2, 2), (3, 3)]
 
 
-def test_a_squeeze_negative_everywhere_still_passes_signal_and_gradient():
-    # fusion stages read sums of ReLU outputs (non-negative): a squeeze with a
-    # ReLU whose weights all turned negative output zeros, and the head died
+@pytest.mark.parametrize("layer", ["squeeze", "restore"])
+def test_a_projection_negative_everywhere_still_passes_signal_and_gradient(layer):
+    # fusion stages read sums of ReLU outputs (non-negative): a squeeze, or a
+    # restore, with a ReLU whose weights all turned negative output zeros, and
+    # the head died (after the last stage: constant mask logits)
     torch.manual_seed(0)
     module = ResidualAwareModule(16)
+    conv = getattr(module, layer)
     with torch.no_grad():
-        module.squeeze.weight.copy_(-module.squeeze.weight.abs())
-        module.squeeze.bias.fill_(-1.0)
-        module.restore[0].weight.copy_(-module.restore[0].weight.abs())
+        conv.weight.copy_(-conv.weight.abs())
+        conv.bias.fill_(-1.0)
     x = torch.rand(2, 16, 8, 8, requires_grad=True)  # non-negative, as in the head
+    if layer == "restore":  # its input: the squeeze, plus ReLU outputs
+        with torch.no_grad():
+            module.squeeze.weight.copy_(module.squeeze.weight.abs())
     out = module(x)
     assert out.flatten(2).std(dim=2).max() > 0  # not spatially constant
     (grad,) = torch.autograd.grad(out.sum(), x)
     assert grad.abs().sum() > 0
+    if layer == "restore":
+        assert (out < 0).all()  # what a ReLU there would have zeroed
 
 
 def test_residual_branch_changes_the_output():
@@ -220,7 +227,7 @@ def test_stage_widths_and_auxiliary_reduction(ratio, aux, widths):
     head.init_weights()
     assert head.stage_channels == widths
     assert [m.conv.out_channels for m in head.aux_convs] == list(widths)
-    assert [m.restore[0].out_channels for m in head.stage_modules] == [*widths[1:], widths[-1]]
+    assert [m.restore.out_channels for m in head.stage_modules] == [*widths[1:], widths[-1]]
     assert (head.aux_reduce is None) == (aux is None)
     feats, p2, rois = make_inputs(channels=32)
     out = head(feats, p2, rois)
@@ -251,7 +258,8 @@ def test_fast_head_matches_a_functional_reference():
         ram = head.stage_modules[k]
         squeezed = F.conv2d(x + conv(head.aux_convs[k], pooled), ram.squeeze.weight,
                             ram.squeeze.bias)
-        x = conv(ram.restore, squeezed + sum(conv(b, squeezed) for b in ram.branches))
+        x = F.conv2d(squeezed + sum(conv(b, squeezed) for b in ram.branches),
+                     ram.restore.weight, ram.restore.bias)  # linear
         if k == 0:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     ref = F.conv2d(x, head.conv_logits.weight, head.conv_logits.bias)

@@ -69,8 +69,8 @@ class FusionMaskHead(FCNMaskHead):
         channel_ratio: C_k = C_0 · ratio^k (at least ``MIN_STAGE_WIDTH``).
         aux_channels: channels P2 is reduced to before the auxiliary line
             (None: no reduction).
-        use_residual_aware: False replaces each module by a 1×1 conv + ReLU to
-            the next width (identity at constant width; Table 3).
+        use_residual_aware: False replaces each module by a 1×1 conv to the
+            next width (identity at constant width; Table 3).
         aux_featmap_stride: stride of the feature map the auxiliary line reads
             (P2: 4).
         Others as :class:`mmdet.models.FCNMaskHead`.
@@ -202,7 +202,8 @@ class FusionMaskHead(FCNMaskHead):
 
 
 def _transition(channels: int, out_channels: int) -> nn.Module:
-    """Stand-in for the residual-aware module in the Table 3 ablation."""
+    """Stand-in for the residual-aware module in the Table 3 ablation: a linear
+    1×1 projection to the next width, as the module's own restore."""
     if channels == out_channels:
         return nn.Identity()
-    return nn.Sequential(nn.Conv2d(channels, out_channels, 1), nn.ReLU(inplace=True))
+    return nn.Conv2d(channels, out_channels, 1)

@@ -15,16 +15,17 @@ class ResidualAwareModule(nn.Module):
     x (B, C, H, W) → 1×1 conv to C/2 → [3×3 dilated conv, rates (1, 2, 3)] in
     parallel, plus the squeezed features themselves as the residual branch →
     sum → 1×1 conv to ``out_channels`` (C by default, the paper's "restore")
-    → (B, out_channels, H, W). The dilated convs and the restore are followed
-    by ReLU; the squeeze is linear.
+    → (B, out_channels, H, W). The dilated convs are followed by ReLU; the
+    squeeze and the restore are linear.
 
-    The paper does not say which convs have an activation. A ReLU on the
-    squeeze killed whole heads in the tiny runs: its C/2 outputs (8 channels in
-    a 16-wide stage) read non-negative inputs, and once all of them were
-    negative everywhere the residual branch and the dilated convs carried
-    nothing, the stage's output was spatially constant and no gradient came
-    back (``benchmarks/results/accuracy.md``). A linear squeeze, as in
-    MobileNetV2's linear bottlenecks, keeps the residual branch alive.
+    The paper does not say which convs have an activation. A ReLU on either
+    1×1 conv killed whole heads in the tiny runs, because both are narrow:
+    once every one of their channels (8 in the squeeze, 16 in the restore of
+    a 16-wide stage) was negative for every input, the stage's output was
+    spatially constant and no gradient came back; after the last stage that
+    left the mask logits constant (``benchmarks/results/accuracy.md``). Linear
+    1×1 projections into narrow widths, as in MobileNetV2's linear
+    bottlenecks, cannot die that way: the nonlinearity is the dilated convs'.
 
     Squeezing first keeps the three 3×3 convs at a quarter of the cost they
     would have on C channels; the residual branch carries the local detail the
@@ -50,8 +51,7 @@ class ResidualAwareModule(nn.Module):
                           nn.ReLU(inplace=True))
             for d in dilations)
         self.residual = residual
-        self.restore = nn.Sequential(nn.Conv2d(hidden, out_channels or channels, 1),
-                                     nn.ReLU(inplace=True))
+        self.restore = nn.Conv2d(hidden, out_channels or channels, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
