@@ -6,8 +6,9 @@ init far enough to tell λ, w and the stage count apart. So, like the mmcv
 wheel, a base detector is trained once per machine and cached under
 ``<cache>/base-detectors/<config>-<key>/`` (``brefine.paths.cache_dir``),
 the key covering the config file, its overrides, the data and the package
-versions. It holds every weight except the mask head's, which each trial
-builds for its own stage count: every trial starts from the same detector.
+versions. It is the config's detector trained without its mask head (which
+would be thrown away: each trial builds its own for its stage count), so it
+trains at a detector's speed, and every trial starts from the same weights.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-MASK_HEAD_PREFIX = "roi_head.mask_head."
+MASK_BRANCH = ("mask_head", "mask_roi_extractor")
+RECIPE_VERSION = 2  # a change to how the base is trained is a new cache key
 
 
 def _key(config_path: Path, overrides: dict, data_root: str, iters: int) -> str:
@@ -33,7 +35,7 @@ def _key(config_path: Path, overrides: dict, data_root: str, iters: int) -> str:
     ann = Path(data_root) / "annotations" / "train.json"
     parts = [config_path.read_text(), json.dumps(overrides, sort_keys=True, default=str),
              hashlib.sha256(ann.read_bytes()).hexdigest() if ann.is_file() else data_root,
-             str(iters), torch.__version__, mmdet.__version__]
+             str(iters), str(RECIPE_VERSION), torch.__version__, mmdet.__version__]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
@@ -75,6 +77,8 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
                 log(f"  base detector: {done}/{iters} iterations, loss "
                     f"{float(outputs['loss'].detach()):.3f}, {rate * (iters - done) / 60:.1f} min left")
 
+    for part in MASK_BRANCH:
+        cfg.model.roi_head[part] = None
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg.work_dir = tmp
         # MMEngine keeps one visualizer per name, process-wide: a later Runner
@@ -88,8 +92,7 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
         runner = Runner.from_cfg(cfg)
         runner.register_hook(Progress())
         runner.train()
-        state = {k: v for k, v in runner.model.state_dict().items()
-                 if not k.startswith(MASK_HEAD_PREFIX)}
+        state = runner.model.state_dict()
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
