@@ -82,6 +82,21 @@ def test_schedule_overrides_keep_the_shape_of_the_schedule():
         schedule_overrides(load_config("brefine_r50_fpn_1x_coco"), 100)
 
 
+def test_warmup_overrides_find_the_warmups_by_their_shape():
+    from brefine.configs import warmup_overrides
+
+    tiny = load_config("brefine_tiny_synthetic")
+    assert warmup_overrides(tiny, 10) == {"param_scheduler.0.end": 10}
+    shortened = load_config("brefine_tiny_synthetic", warmup_overrides(tiny, 10))
+    assert shortened.param_scheduler[0].end == 10
+    assert shortened.param_scheduler[1].end == tiny.param_scheduler[1].end  # the decay stays
+    # an epoch-based schedule: its warm-up counts iterations, its decay epochs
+    assert warmup_overrides(load_config("brefine_r50_fpn_1x_coco"), 100) == \
+        {"param_scheduler.0.end": 100}
+    with pytest.raises(ConfigError, match="warm-up"):
+        warmup_overrides(tiny, 0)
+
+
 def test_hyperparameter_table_owns_validation_and_search_ranges():
     from brefine.configs import HYPERPARAMETERS
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
-import os
 import signal
 import sys
 import tempfile
@@ -21,7 +19,7 @@ from typing import Any, Optional
 
 from ray.tune import Callback
 
-from brefine.configs import HYPERPARAMETERS, ConfigError, load_config
+from brefine.configs import HYPERPARAMETERS, ConfigError, load_config, warmup_overrides
 from brefine.engine.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow_ui_hint, run_lock
 
 from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
@@ -30,18 +28,20 @@ from .runs import ChildRunStates, end_remaining, find_child, open_parent
 from .space import SearchSpace
 from .trial import TrialSetup, run_trial, train_run_name
 
-TRIAL_DRIVER_CPUS = 0.05  # a trial only waits on its workers (Ray refuses 0)
-
-
-def local_ray_cpus(max_concurrent: int) -> int:
-    """Logical CPUs of a search's own local Ray: the machine's, plus one for the
-    trial functions, which only wait, so that each trial's workers get the
-    machine's full share (``ScaleOptions.resolved``) and still fit beside them."""
-    return (os.cpu_count() or 1) + math.ceil(max_concurrent * TRIAL_DRIVER_CPUS)
+# A trial's function only waits on its Ray Train workers: it reserves the
+# memory its process takes, and no CPU, so that every CPU of a node can go to
+# workers. (A sliver of CPU per trial left a 1-CPU node 0.95 free: a worker
+# group of 1-CPU workers then never fitted beside it.)
+TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 30}
 
 EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
-    config="brefine_tiny_synthetic", base_iters=1200, trial_iters=160, num_samples=4,
-    repeat_default=2, scheduler="fifo")
+    config="brefine_tiny_synthetic", base_iters=1200, trial_iters=60, warmup_iters=10,
+    num_samples=2, repeat_default=2, scheduler="fifo",
+    # two trials at once, a CPU each: their start-ups and validations, mostly
+    # one thread's work, overlap
+    max_concurrent=2,
+    # 4 stages (112×112 masks) cost 3× a 3-stage trial on 2 cores
+    stages=(1, 2, 3))
 
 
 def default_metric(cfg) -> str:
@@ -70,9 +70,14 @@ def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
         except ImportError:
             raise ConfigError("--search-alg optuna needs optuna: "
                               "pip install 'brefine[optuna]'") from None
+    defaults = {}
     if is_embedded(args) and args.max_iters is None:
         args.max_iters = EMBEDDED["trial_iters"]
-    launch = launch_from_args(args, args.config, name_prefix="search-",
+        # fine-tuning a trained detector: a short warm-up; and FIFO stops no
+        # trial early, so one validation, at the end, is all it needs
+        defaults.update(warmup_overrides(load_config(args.config), EMBEDDED["warmup_iters"]))
+        defaults["train_cfg.val_interval"] = args.max_iters
+    launch = launch_from_args(args, args.config, name_prefix="search-", defaults=defaults,
                               concurrent_runs=args.max_concurrent)
     overrides = launch.spec.overrides
     fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
@@ -124,7 +129,12 @@ def repeated_points(args: argparse.Namespace, space: SearchSpace) -> tuple[list[
 
 def apply_defaults(args: argparse.Namespace) -> None:
     embedded = is_embedded(args)
-    args.num_samples = args.num_samples or (EMBEDDED["num_samples"] if embedded else 4)
+    if args.num_samples is None:
+        args.num_samples = EMBEDDED["num_samples"] if embedded else 4
+    if args.max_concurrent is None:
+        args.max_concurrent = EMBEDDED["max_concurrent"] if embedded else 1
+    if embedded and args.num_stages is None:
+        args.num_stages = list(EMBEDDED["stages"])
     if args.repeat_default is None:
         args.repeat_default = EMBEDDED["repeat_default"] if embedded else 0
     args.scheduler = args.scheduler or (EMBEDDED["scheduler"] if embedded else "asha")
@@ -178,7 +188,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
 
         base = base_detector(spec.config, {}, spec.data_root or str(cfg.data_root),
                              EMBEDDED["base_iters"])
-    start_ray(num_cpus=local_ray_cpus(args.max_concurrent))
+    start_ray()
     # the resolved Config stays here: trials rebuild it from the file
     trial_spec = dataclasses.replace(spec, cfg=None, overrides={
         **spec.overrides, **({"load_from": str(base)} if base else {})})
@@ -187,7 +197,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
         seed=args.seed, report_checkpoints=args.scheduler == "pbt", log_to_file=is_local(),
         params={"search": search})
     trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup),
-                                        {"cpu": TRIAL_DRIVER_CPUS})
+                                        TRIAL_DRIVER_RESOURCES)
     param_space = space.param_space()
     if repeats:
         param_space["seed"] = args.seed  # repeats override it

@@ -36,7 +36,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--repeat-default", type=int, default=None,
                    help="also run the table's default values this many times with other seeds, "
                         "to measure seed noise (default: 2 in the embedded search, else 0)")
-    p.add_argument("--max-concurrent", type=int, default=1, help="trials at once (default 1)")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (default 1; 2 in the embedded search)")
     p.add_argument("--scheduler", choices=["asha", "fifo", "pbt"], default=None,
                    help="asha (default) stops weak trials at validations; fifo runs all out "
                         "(the embedded default); pbt (population based training) makes weak "

@@ -26,7 +26,7 @@ CONFIG_DIR = Path(__file__).resolve().parent
 __all__ = ["CONFIG_DIR", "HYPERPARAMETERS", "ConfigError", "Hyperparameter",
            "apply_hyperparameters", "apply_data_root", "list_configs", "load_config",
            "COCO_METRICS", "evaluators", "find_evaluator", "parse_overrides", "resolve_config_path",
-           "schedule_overrides"]
+           "schedule_overrides", "warmup_overrides"]
 
 
 # Python modules of this package, not configs
@@ -149,6 +149,25 @@ def schedule_overrides(cfg: Config, max_iters: int) -> dict[str, Any]:
         if "milestones" in sched:
             out[f"param_scheduler.{i}.milestones"] = [max(1, round(m * max_iters / old))
                                                       for m in sched.milestones]
+    return out
+
+
+def warmup_overrides(cfg: Config, iters: int) -> dict[str, Any]:
+    """Dotted overrides that make every iteration-based warm-up last ``iters``.
+
+    A warm-up is a scheduler that starts at iteration 0 and ends before the
+    run does (MMDetection's LinearLR of the first 500 iterations, say).
+    """
+    if not isinstance(iters, int) or iters < 1:
+        raise ConfigError(f"a warm-up must last a positive number of iterations, got {iters!r}")
+    last = cfg.train_cfg.get("max_iters")
+    schedulers = cfg.get("param_scheduler") or []
+    out: dict[str, Any] = {}
+    for i, sched in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        if sched.get("by_epoch", True) or sched.get("begin", 0) != 0:
+            continue
+        if last is None or sched.get("end", last) < last:
+            out[f"param_scheduler.{i}.end"] = iters
     return out
 
 

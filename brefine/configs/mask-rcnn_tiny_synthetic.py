@@ -21,4 +21,5 @@ model = dict(
         mask_roi_extractor=dict(out_channels=width),
         mask_head=dict(num_convs=2, in_channels=width, conv_out_channels=width)),
     train_cfg=dict(rpn_proposal=dict(nms_pre=512, max_per_img=256)),
-    test_cfg=dict(rpn=dict(nms_pre=512, max_per_img=256), rcnn=dict(max_per_img=50)))
+    # scenes hold at most 4 objects: 20 detections an image are plenty
+    test_cfg=dict(rpn=dict(nms_pre=512, max_per_img=256), rcnn=dict(max_per_img=20)))

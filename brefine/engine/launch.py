@@ -203,13 +203,15 @@ def launch_from_args(args: argparse.Namespace, config: str, name_prefix: str = "
                      defaults: Optional[dict] = None, concurrent_runs: int = 1) -> Launch:
     """Validate the shared options and prepare the run; nothing of Ray runs yet.
 
-    ``defaults``: overrides the command line's ``--set`` and ``--max-iters`` win over.
+    ``defaults``: the caller's overrides, applied over the ``--max-iters``
+    schedule; the command line's ``--set`` wins over them.
     ``concurrent_runs``: runs at once (a search's trials), which share a local Ray's CPUs.
     Raises ConfigError, DatasetCheckError or TrackingError naming what is wrong.
     """
-    overrides = {**(defaults or {})}
+    overrides = {}
     if args.max_iters is not None:
-        overrides.update(schedule_overrides(load_config(config, overrides), args.max_iters))
+        overrides.update(schedule_overrides(load_config(config), args.max_iters))
+    overrides.update(defaults or {})
     overrides.update(parse_overrides(args.overrides))
     scale = ScaleOptions(num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
                          cpus_per_worker=args.cpus_per_worker,
