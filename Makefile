@@ -1,6 +1,6 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both create .venv on first use (tools/setup_env.sh; the first run compiles
-# mmcv's ops once, ~10-13 min) and take seconds to set up afterwards.
+# mmcv's ops once, 15-20 min) and take seconds to set up afterwards.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 

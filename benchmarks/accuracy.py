@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{base.train_dataloader.batch_size} images, built-in data v{DATASET_VERSION}"
                 + (f", {' '.join(args.overrides)}" if args.overrides else ""))
     done = {(r["variant"], r["seed"]) for r in load_runs(runs_file) if r["schedule"] == schedule}
-    todo = [(v, s) for s in args.seeds for v in args.variants if (v, s) not in done]
+    # variant by variant, in the order given: a stopped harness leaves whole rows
+    todo = [(v, s) for v in args.variants for s in args.seeds if (v, s) not in done]
     print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
     if not todo:
         write_table(load_runs(runs_file), command, table_file)

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from brefine.configs import ConfigError, load_config, parse_overrides
+from brefine.configs import load_config, parse_overrides
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:

@@ -65,7 +65,8 @@ def test_search_submitted_as_a_job_succeeds(head, tiny_data, tmp_path):
     result = subprocess.run(
         [str(BIN / "brefine"), "submit", "--address", address, "--working-dir", str(ROOT),
          "--", "python", "tune/search.py", "--data-root", tiny_data, "--work-dir", str(work),
-         "--name", "job1", "--num-samples", "2", "--stages", "1", "--max-iters", "2"],
+         "--name", "job1", "--num-samples", "2", "--max-concurrent", "2", "--stages", "1",
+         "--max-iters", "2"],
         capture_output=True, text=True, timeout=1200, cwd=ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -82,9 +83,21 @@ BUCKET = "brefine-cluster"
 
 
 def train_args(data_root, work, name, *extra):
+    # one fusion stage: the cluster path is under test here, not the head
     return [str(BIN / "brefine"), "train", "brefine_tiny_synthetic", "--data-root", data_root,
             "--work-dir", str(work), "--name", name, "--num-workers", "2",
-            "--cpus-per-worker", "1", *extra]
+            "--cpus-per-worker", "1", "--set", "num_stages=1", *extra]
+
+
+def wait_until(condition, proc, timeout):
+    """Poll ``condition`` while ``proc`` runs; on timeout or exit, fail with its output."""
+    deadline = time.time() + timeout
+    while not condition():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            out, _ = proc.communicate()
+            raise AssertionError(f"exit {proc.returncode} while waiting:\n{out[-4000:]}")
+        time.sleep(0.5)
 
 
 def mlflow_run(work, name):
@@ -96,7 +109,7 @@ def mlflow_run(work, name):
     return runs[0] if runs else None
 
 
-@pytest.mark.timeout(2400)  # three runs, two of them across a node's loss
+@pytest.mark.timeout(1800)  # three runs, two of them across a node's loss
 def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, tmp_path):
     from ray.cluster_utils import Cluster
     from s3_fixtures import local_s3, upload_dir
@@ -131,29 +144,25 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
 
             # a node lost mid-run: the run goes on on a replacement from its checkpoint
             lost = subprocess.Popen(
-                train_args(uri, work, "lost-node", "--max-iters", "40", "--max-failures", "1",
-                           "--set", "train_cfg.val_interval=5"),
+                train_args(uri, work, "lost-node", "--max-iters", "20", "--max-failures", "1",
+                           "--set", "train_cfg.val_interval=4"),
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             snapshot = work / "ray_results" / "lost-node" / "checkpoint_manager_snapshot.json"
-            deadline = time.time() + 600
-            while not snapshot.is_file():
-                assert time.time() < deadline and lost.poll() is None
-                time.sleep(0.5)
+            wait_until(snapshot.is_file, lost, 600)
             removed = time.time()
             cluster.remove_node(nodes[1], allow_graceful=False)
             cluster.add_node(num_cpus=1, env_vars={"BREFINE_S3_CACHE": str(caches[2])})
-            while "restarted_at_iteration" not in (mlflow_run(work, "lost-node").data.tags):
-                assert time.time() < deadline + 600 and lost.poll() is None, lost.communicate()
-                time.sleep(0.5)
+            wait_until(lambda: "restarted_at_iteration" in mlflow_run(work, "lost-node").data.tags,
+                       lost, 600)
             recovered = time.time() - removed
             out, _ = lost.communicate(timeout=900)
             assert lost.returncode == 0, out[-4000:]
             found = mlflow_run(work, "lost-node")
             assert found.info.status == "FINISHED"
-            assert 5 <= int(found.data.tags["restarted_at_iteration"]) < 40
+            assert 4 <= int(found.data.tags["restarted_at_iteration"]) < 20
             client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-            steps = {m.step for m in client.get_metric_history(found.info.run_id, "train/loss")}
-            assert steps == set(range(10, 41, 10))  # one history, no gap
+            steps = [m.step for m in client.get_metric_history(found.info.run_id, "eval/coco/segm_mAP")]
+            assert sorted(set(steps)) == [4, 8, 12, 16, 20]  # one history, no gap
             print(f"recovered from a lost node in {recovered:.0f} s")
 
             # the same in a search trial: its Train run restarts on the nodes left
@@ -161,13 +170,11 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                 [sys.executable, str(ROOT / "tune" / "search.py"), "--data-root", uri,
                  "--work-dir", str(work), "--name", "lost-trial", "--num-samples", "1",
                  "--stages", "1", "--num-workers", "2", "--cpus-per-worker", "1",
-                 "--max-failures", "1", "--max-iters", "40", "--set", "train_cfg.val_interval=5"],
+                 "--max-failures", "1", "--max-iters", "20", "--set", "train_cfg.val_interval=4"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             trial_storage = work / "ray_results"
-            deadline = time.time() + 600
-            while not list(trial_storage.glob("lost-trial-train-*/checkpoint_manager_snapshot.json")):
-                assert time.time() < deadline and search.poll() is None, search.communicate()
-                time.sleep(0.5)
+            wait_until(lambda: list(trial_storage.glob(
+                "lost-trial-train-*/checkpoint_manager_snapshot.json")), search, 600)
             alive = [n for n in cluster.worker_nodes]
             cluster.remove_node(alive[0], allow_graceful=False)
             cluster.add_node(num_cpus=1, env_vars={"BREFINE_S3_CACHE": str(caches[2])})
@@ -180,6 +187,6 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                       and "mlflow.parentRunId" in r.data.tags]
             assert len(trials) == 1 and trials[0].info.status == "FINISHED"
             assert trials[0].data.tags["brefine.stopped_early"] == "false"
-            assert int(trials[0].data.tags["restarted_at_iteration"]) >= 5
+            assert int(trials[0].data.tags["restarted_at_iteration"]) >= 4
         finally:
             cluster.shutdown()

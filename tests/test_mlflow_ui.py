@@ -53,8 +53,8 @@ def test_runs_searches_and_models_as_the_ui_shows_them(tmp_path):
                                 *common], capture_output=True, text=True, timeout=900)
         assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
         search = subprocess.run([sys.executable, str(ROOT / "tune" / "search.py"), "--name",
-                                 "ui-search", "--num-samples", "2", "--stages", "1",
-                                 "--max-iters", "2", *common],
+                                 "ui-search", "--num-samples", "2", "--max-concurrent", "2",
+                                 "--stages", "1", "--max-iters", "2", *common],
                                 capture_output=True, text=True, timeout=900)
         assert search.returncode == 0, search.stdout[-2000:] + search.stderr[-2000:]
 

@@ -1,14 +1,13 @@
-"""`brefine train`, `brefine eval` and `tune/search.py` as a user runs them.
+"""`brefine train` and `brefine eval` as a user runs them.
 
 Real processes and real signals: Ctrl-C ends runs KILLED, a second live run
-of one name is refused, a search works beside another Ray on the machine, a
-failure inside training ends in one line naming the worker log, and
-checkpoints never run code.
+of one name is refused, a failure inside training ends in one line naming the
+worker log, a run that cannot be placed says so and gives up, and checkpoints
+never run code. (A search beside another Ray: tests/test_search.py.)
 """
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -18,10 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from PIL import Image
 
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -74,7 +71,7 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
     assert [r.info.status for r in found] == ["KILLED"]
 
     # the same command continues from the last checkpoint, in the same MLflow run
-    resumed = brefine(*args[:-4], "--max-iters", "20", "--set", "train_cfg.val_interval=5",
+    resumed = brefine(*args[:-4], "--max-iters", "10", "--set", "train_cfg.val_interval=5",
                       cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     client, found = runs(tmp_path)
@@ -83,6 +80,15 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
     assert "Ray: starting a local instance" in resumed.stdout
     assert "RayTrainWorker" not in resumed.stdout + resumed.stderr  # worker output in its file
     assert (tmp_path / "r1" / "worker-rank0.log").stat().st_size > 0
+
+    # the checkpoint path it printed is what `brefine eval` takes
+    printed = next(line.split(": ", 1)[1] for line in resumed.stdout.splitlines()
+                   if line.startswith("last checkpoint: "))
+    evaluated = brefine("eval", "brefine_tiny_synthetic", printed, "--data-root", tiny_data,
+                        "--out-dir", str(tmp_path / "eval"), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["coco/segm_mAP"] >= 0 and "boundary_AP" in metrics
 
 
 def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tmp_path):
@@ -114,43 +120,19 @@ def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tm
     (["--name", "it's"], "--name"),
     (["--max-iters", "0"], "--max-iters"),
 ])
-def test_bad_train_input_is_one_line_exit_2_before_ray(args, message, tiny_data, tmp_path):
-    result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
-                     str(tmp_path), *args, cwd=tmp_path, timeout=300)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert "Ray:" not in result.stdout
+def test_bad_train_input_is_one_line_exit_2_before_ray(args, message, tiny_data, tmp_path,
+                                                       capsys):
+    import ray
 
+    from brefine.cli import main
 
-def test_search_runs_beside_another_ray_instance(tiny_data, tmp_path):
-    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1); "
-                              "print('up', flush=True); time.sleep(3600)"],
-                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert other.stdout.readline().strip() == "up"
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "tune" / "search.py"), "--data-root", tiny_data,
-             "--work-dir", str(tmp_path), "--num-samples", "2", "--stages", "1", "--name", "b1",
-             "--max-iters", "4", "--set", "train_cfg.val_interval=2"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    finally:
-        other.terminate()
-        other.wait(timeout=60)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert "multiple active Ray instances" not in output
-    assert "coco/segm_mAP" in result.stdout and "boundary_AP" in result.stdout  # Tune's table
-    assert "max_concurrent_trials` will be ignored" not in output
-    assert "Could not import OneDL" not in output
-    client, found = runs(tmp_path)
-    assert sorted(r.info.status for r in found) == ["FINISHED"] * 3
-    children = [r for r in found if "mlflow.parentRunId" in r.data.tags]
-    for child in children:
-        figures = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
-        assert {"figures/predictions.png", "figures/loss_curves.png"} <= figures
-        assert child.info.end_time < max(r.info.end_time for r in found) or len(children) == 1
-    assert len({c.info.end_time for c in children}) == 2  # each trial its own end
+    code = main(["train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+                 str(tmp_path), *args])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1, err
+    assert "Ray:" not in out and not ray.is_initialized()
 
 
 class RunsCode:
@@ -163,28 +145,34 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-def trained_checkpoint(tiny_data, tmp_path):
-    result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
-                     str(tmp_path / "w"), "--name", "e1", "--max-iters", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return next((tmp_path / "w" / "ray_results" / "e1").glob("checkpoint_*/checkpoint.pth"))
+def ray_checkpoint(folder):
+    """A checkpoint laid out as `brefine train` prints it: <run>/checkpoint_<time>/checkpoint.pth."""
+    from brefine.configs import load_config
+    from brefine.models.build import build_detector
+
+    model = build_detector(load_config("brefine_tiny_synthetic"))
+    path = folder / "checkpoint_2026-01-01_00-00-00.000000" / "checkpoint.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(iter=2)), path)
+    return path
 
 
 def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
-        tiny_data, tmp_path, monkeypatch):
+        tiny_data, tmp_path, monkeypatch, capsys):
+    from brefine.cli import main
     from brefine.data.synthetic import synthetic_cache_path
 
-    checkpoint = trained_checkpoint(tiny_data, tmp_path)
+    checkpoint = ray_checkpoint(tmp_path / "ray_results" / "e1")
     # the built-in data where train put it: the cache (here a small copy, to stay fast)
-    env = {k: v for k, v in os.environ.items() if k != "BREFINE_SYNTH_ROOT"}
-    env["BREFINE_CACHE"] = str(tmp_path / "cache")
+    monkeypatch.delenv("BREFINE_SYNTH_ROOT", raising=False)
+    monkeypatch.setenv("BREFINE_CACHE", str(tmp_path / "cache"))
     cached = synthetic_cache_path(tmp_path / "cache")
     cached.parent.mkdir(parents=True)
     subprocess.run(["cp", "-r", tiny_data, str(cached)], check=True)
-    ok = brefine("eval", "brefine_tiny_synthetic", str(checkpoint), "--out-dir",
-                 str(tmp_path / "eval"), cwd=tmp_path, env=env)
-    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
-    assert "evaluating" in ok.stdout and str(tmp_path / "cache") in ok.stdout
+    assert main(["eval", "brefine_tiny_synthetic", str(checkpoint.parent), "--out-dir",
+                 str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "evaluating" in out and str(tmp_path / "cache") in out
     assert json.loads((tmp_path / "eval/metrics.json").read_text())
 
     marker = tmp_path / "pwned"
@@ -192,30 +180,31 @@ def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state["meta"]["payload"] = RunsCode(marker)
     torch.save(state, evil)
-    refused = brefine("eval", "brefine_tiny_synthetic", str(evil), "--out-dir",
-                      str(tmp_path / "eval2"), cwd=tmp_path, env=env)
-    assert refused.returncode == 2 and "refusing to load checkpoint" in refused.stderr
-    assert "--trust-checkpoint" in refused.stderr and not marker.exists()
+    assert main(["eval", "brefine_tiny_synthetic", str(evil), "--out-dir",
+                 str(tmp_path / "eval2")]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to load checkpoint" in err and "--trust-checkpoint" in err
+    assert not marker.exists()
 
     foreign = tmp_path / "foreign.pth"
     del state["meta"]["payload"]
     state["state_dict"] = {k: v for k, v in state["state_dict"].items()
                            if not k.startswith("roi_head.mask_head")}
     torch.save(state, foreign)
-    missing = brefine("eval", "brefine_tiny_synthetic", str(foreign), "--out-dir",
-                      str(tmp_path / "eval3"), cwd=tmp_path, env=env)
-    assert missing.returncode == 2 and "does not fit" in missing.stderr
-    assert "roi_head.mask_head" in missing.stderr
+    assert main(["eval", "brefine_tiny_synthetic", str(foreign), "--out-dir",
+                 str(tmp_path / "eval3")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit" in err and "roi_head.mask_head" in err
 
 
 def test_a_run_that_cannot_be_placed_says_so_and_gives_up(tiny_data, tmp_path):
-    env = dict(os.environ, RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="80")
+    env = dict(os.environ, RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="60")
     result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
                      str(tmp_path), "--num-workers", "3", "--cpus-per-worker", "1",
                      "--max-iters", "2", cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     waiting = [line for line in result.stdout.splitlines() if "waiting for resources" in line]
-    assert waiting and "'CPU': 1.0" in waiting[0] and "80 s" in waiting[0], result.stdout
+    assert waiting and "'CPU': 1.0" in waiting[0] and "60 s" in waiting[0], result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "training failed" in errors[0], result.stderr
     _, found = runs(tmp_path)

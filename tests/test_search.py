@@ -1,4 +1,4 @@
-"""tune/search.py: bad input fails before Ray; a small ASHA search end to end."""
+"""tune/search.py: bad input fails before Ray; ASHA, PBT and an interrupted search end to end."""
 
 import subprocess
 import sys
@@ -24,6 +24,8 @@ SEARCH = ROOT / "tune" / "search.py"
     (["--set", "boundary_lambda=1e999"], "boundary_lambda"),
     (["--mlflow-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
     (["--resume"], "--name"),
+    (["--num-samples", "0"], "--num-samples"),
+    (["--max-concurrent", "0"], "--max-concurrent"),
     (["--name", "it's"], "--name"),
     (["--name", "../escape"], "--name"),
     (["--num-workers", "0"], "--num-workers"),
@@ -50,10 +52,24 @@ def run_search(tmp_path, tiny_data, *extra, timeout=1200):
 
 
 @pytest.mark.slow
-def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
-    proc = run_search(tmp_path, tiny_data, "--name", "s1")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, tiny_data):
+    # another user's Ray on the machine: the search starts and uses its own
+    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1); "
+                              "print('up', flush=True); time.sleep(3600)"],
+                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert other.stdout.readline().strip() == "up"
+        proc = run_search(tmp_path, tiny_data, "--name", "s1", "--max-concurrent", "2")
+    finally:
+        other.terminate()
+        other.wait(timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-6000:]
     assert "best trial:" in proc.stdout
+    assert "multiple active Ray instances" not in output
+    assert "coco/segm_mAP" in proc.stdout and "boundary_AP" in proc.stdout  # Tune's table
+    assert "max_concurrent_trials` will be ignored" not in output
+    assert "Could not import OneDL" not in output
 
     table = pd.read_parquet(tmp_path / "ray_results" / "s1" / "trials.parquet")
     assert len(table) == 3
@@ -84,32 +100,37 @@ def test_asha_search_records_parent_and_children(tmp_path, tiny_data):
         assert "train/loss" in child.data.metrics and "eval/coco/segm_mAP" in child.data.metrics
         assert client.list_artifacts(child.info.run_id, "config")
         assert (Path(child.data.tags["checkpoint_uri"]) / "checkpoint.pth").is_file()
+        # whatever stopped it, a trial has its last validation's figures
+        figures = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
+        assert {"figures/predictions.png", "figures/loss_curves.png"} <= figures
+        assert child.info.end_time < parent.info.end_time  # each trial its own end
+    assert len({c.info.end_time for c in children}) == 3
     assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
 
 
 @pytest.mark.slow
 def test_pbt_search_hands_checkpoints_to_tune_and_exploits(tmp_path, tiny_data):
     proc = run_search(tmp_path, tiny_data, "--name", "p1", "--scheduler", "pbt", "--pbt-synch",
-                      "--num-samples", "3", "--max-concurrent", "2", "--stages", "1",
+                      "--num-samples", "2", "--max-concurrent", "2", "--stages", "1",
                       "--max-iters", "4")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     experiment_dir = tmp_path / "ray_results" / "p1"
     table = pd.read_parquet(experiment_dir / "trials.parquet")
-    assert len(table) == 3 and set(table["status"]) == {"FINISHED"}
+    assert len(table) == 2 and set(table["status"]) == {"FINISHED"}
 
     # Tune holds the trials' checkpoints (what PBT copies between trials)
     tune_checkpoints = list(experiment_dir.glob("*/checkpoint_*/checkpoint.pth"))
-    assert len(tune_checkpoints) >= 3, sorted(p.name for p in experiment_dir.iterdir())
+    assert len(tune_checkpoints) >= 2, sorted(p.name for p in experiment_dir.iterdir())
 
-    # synchronous PBT: at every perturbation the bottom quarter continues from
-    # a top trial's checkpoint
+    # synchronous PBT: at every perturbation the bottom quarter (at least one
+    # trial) continues from a top trial's checkpoint
     policies = list(experiment_dir.glob("pbt_policy_*.txt"))
     assert policies, "PBT never exploited a checkpoint"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("synthetic")
     children = [r for r in client.search_runs([experiment.experiment_id])
                 if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 3  # an exploited trial continues its own MLflow run
+    assert len(children) == 2  # an exploited trial continues its own MLflow run
     exploited = [c for c in children if "restarted_at_iteration" in c.data.tags]
     assert exploited
     for child in exploited:

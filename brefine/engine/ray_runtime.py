@@ -89,7 +89,7 @@ class ResourceWaitWatcher:
     request larger than the cluster.
     """
 
-    def __init__(self, grace_s: float = 45.0, poll_s: float = 5.0,
+    def __init__(self, grace_s: float = 30.0, poll_s: float = 5.0,
                  log: Callable[[str], None] = print) -> None:
         self.grace_s, self.poll_s, self.log = grace_s, poll_s, log
         self._stop = threading.Event()

@@ -50,8 +50,7 @@ class ScaleOptions:
         Locally, the machine's CPUs are split among every worker of
         ``concurrent_runs`` runs: whole CPUs, or a fraction of one when there are
         fewer CPUs than workers (Ray takes fractions below 1 only). A search's
-        trial functions hold CPUs too; its local Ray has logical CPUs for them
-        beyond these (``tune.driver.local_ray_cpus``).
+        trial functions hold no CPU (``tune.driver.TRIAL_DRIVER_RESOURCES``).
         """
         if self.cpus_per_worker is not None:
             return self
