@@ -35,6 +35,18 @@ CLUSTER_START_TIMEOUT_S = 3600
 START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 
 
+class _DropTokenAuthNotice(logging.Filter):
+    """Ray warns at every local start that token authentication is on, which is
+    the default it chose and what we want: a notice, not a warning to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+    _DropTokenAuthNotice())
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
