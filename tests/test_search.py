@@ -70,6 +70,7 @@ def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, ti
     assert "coco/segm_mAP" in proc.stdout and "boundary_AP" in proc.stdout  # Tune's table
     assert "max_concurrent_trials` will be ignored" not in output
     assert "Could not import OneDL" not in output
+    assert "Token authentication is enabled" not in output  # Ray's default, not a warning
 
     table = pd.read_parquet(tmp_path / "ray_results" / "s1" / "trials.parquet")
     assert len(table) == 3
