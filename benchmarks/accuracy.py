@@ -123,7 +123,8 @@ def write_table(runs: list[dict], command: str, table_file: Path) -> None:
     schedules = sorted({r["schedule"] for r in runs})
     at_once = sorted({r.get("parallel", 1) for r in runs})
     lines = ["# Accuracy on the built-in data: BRefine and its parts vs Mask R-CNN", "",
-             f"Made by `{command}` (resumable: runs in `accuracy_runs.jsonl`).", "",
+             "Each section lists the commands that made its runs (resumable: the runs "
+             "are in `accuracy_runs.jsonl`).", "",
              "Tiny models (ResNet-18 at ¼ width, random init), 128 px images, built-in "
              "synthetic train/val split; one Ray Train worker per run on "
              f"{platform.machine()} CPU ({os.cpu_count()} cores), "
@@ -133,7 +134,8 @@ def write_table(runs: list[dict], command: str, table_file: Path) -> None:
              "alone, as measured during the run (for speed compare `train_step.md`, which "
              "times the models side by side).", ""]
     for schedule in schedules:
-        lines += [f"## {schedule}", "",
+        made_by = sorted({r.get("command", command) for r in runs if r["schedule"] == schedule})
+        lines += [f"## {schedule}", "", "Made by " + ", ".join(f"`{c}`" for c in made_by), "",
                   "| variant | what | seeds | " + " | ".join(METRICS) + " |",
                   "|---|---|---|" + "---|" * len(METRICS)]
         for name, (_, _, _, what) in VARIANTS.items():
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             with runs_file.open("a") as out:
                 out.write(json.dumps(dict(variant=name, seed=seed, schedule=schedule,
-                                          config=config, parallel=args.parallel,
+                                          config=config, parallel=args.parallel, command=command,
                                           wall_s=round(time.time() - started, 1),
                                           metrics=metrics)) + "\n")
             write_table(load_runs(runs_file), command, table_file)

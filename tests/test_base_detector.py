@@ -27,3 +27,18 @@ def test_trained_once_then_cached_without_the_mask_head(tiny_data, tmp_path):
                           cache=tmp_path)
     assert other != weights and other.is_file()
     assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_the_key_follows_the_base_files_not_only_the_config_file(tiny_data, tmp_path):
+    """A schedule's lr lives in a ``_base_`` file: changing it is another base."""
+    from brefine.engine.base_detector import _key
+
+    config = tmp_path / "tiny.py"
+    config.write_text("_base_ = ['./schedule.py']\nmodel = dict(type='MaskRCNN')\n")
+    keys = []
+    for lr in (0.02, 0.003):
+        (tmp_path / "schedule.py").write_text(
+            f"optim_wrapper = dict(optimizer=dict(type='SGD', lr={lr}))\n")
+        keys.append(_key(config, {}, tiny_data, 2))
+    assert keys[0] != keys[1]
+    assert _key(config, {}, tiny_data, 2) == keys[1]

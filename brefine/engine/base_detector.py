@@ -5,10 +5,11 @@ built-in data has none, and 2 CPU cores cannot train every trial from random
 init far enough to tell λ, w and the stage count apart. So, like the mmcv
 wheel, a base detector is trained once per machine and cached under
 ``<cache>/base-detectors/<config>-<key>/`` (``brefine.paths.cache_dir``),
-the key covering the config file, its overrides, the data and the package
-versions. It is the config's detector trained without its mask head (which
-would be thrown away: each trial builds its own for its stage count), so it
-trains at a detector's speed, and every trial starts from the same weights.
+the key covering the resolved config (its ``_base_`` files and overrides
+included), the data and the package versions. It is the config's detector
+trained without its mask head (which would be thrown away: each trial builds
+its own for its stage count), so it trains at a detector's speed, and every
+trial starts from the same weights.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ RECIPE_VERSION = 2  # a change to how the base is trained is a new cache key
 
 
 def _key(config_path: Path, overrides: dict, data_root: str, iters: int) -> str:
+    """The cache key: the whole resolved config (a change in a ``_base_`` file,
+    the schedule's lr say, is a new base), the data, the recipe and versions."""
     import mmdet
     import torch
 
+    from brefine.configs import load_config
+
+    resolved = load_config(config_path, overrides).to_dict()
     ann = Path(data_root) / "annotations" / "train.json"
-    parts = [config_path.read_text(), json.dumps(overrides, sort_keys=True, default=str),
+    parts = [json.dumps(resolved, sort_keys=True, default=str),
              hashlib.sha256(ann.read_bytes()).hexdigest() if ann.is_file() else data_root,
              str(iters), str(RECIPE_VERSION), torch.__version__, mmdet.__version__]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
