@@ -70,6 +70,16 @@ def test_residual_branch_changes_the_output():
     assert not torch.allclose(with_res(x), without(x))
 
 
+@pytest.mark.parametrize("channels,out_channels", [(32, 16), (16, 16), (64, 64)])
+def test_residual_aware_init_keeps_the_activation_scale(channels, out_channels):
+    # fan-out He init grew the std 6-9x a module (1.6 -> 144 over 3 stages)
+    torch.manual_seed(0)
+    module = ResidualAwareModule(channels, out_channels)
+    x = torch.randn(8, channels, 14, 14)
+    ratio = (module(x).std() / x.std()).item()
+    assert 0.5 < ratio < 2, ratio
+
+
 def make_head(num_stages, channels=16, num_classes=3):
     return FusionMaskHead(num_stages=num_stages, num_convs=2, in_channels=channels,
                           conv_out_channels=channels, num_classes=num_classes)
@@ -108,6 +118,18 @@ def test_head_output_size_and_gradients_reach_every_parameter(num_stages, monkey
     out.square().mean().backward()
     missing = [n for n, p in head.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert missing == []
+
+
+def test_initial_masks_are_near_one_half_and_stages_keep_their_scale():
+    head = make_head(3)
+    head.init_weights()
+    stage_std = []
+    for module in head.stage_modules:
+        module.register_forward_hook(lambda m, i, o: stage_std.append(o.std().item()))
+    feats, p2, rois = make_inputs(num_rois=16)
+    logits = head(feats, p2, rois)
+    assert logits.abs().max() < 0.1  # p within 0.5 ± 0.025: the first BCE is ~log 2
+    assert max(stage_std) < 4 * feats.std().item(), stage_std
 
 
 def test_auxiliary_line_reads_p2():

@@ -42,7 +42,8 @@ class FusionMaskHead(FCNMaskHead):
     (k = 0 … n−1), RoIAlign on P2 (the finest FPN level) at 14·2^k with
     2^(n−1−k) samples per bin side, then a 3×3 conv to the stage's width C_k.
     All stages share one sampling pass at the finest size, average-pooled to
-    the coarser ones, which is that RoIAlign exactly (:mod:`brefine.ops.roi_sampling`). Stage k adds the auxiliary features to the
+    the coarser ones, which is that RoIAlign exactly
+    (:mod:`brefine.ops.roi_sampling`). Stage k adds the auxiliary features to the
     main line, runs a residual-aware module that ends at C_{k+1} channels and,
     except after the last stage, upsamples ×2 bilinearly (the paper found
     transposed convs worse). A 1×1 conv gives (B, num_classes, S, S) logits.
@@ -122,6 +123,14 @@ class FusionMaskHead(FCNMaskHead):
         out_channels = 1 if self.class_agnostic else self.num_classes
         self.conv_logits = nn.Conv2d(widths[-1], out_channels, 1)
 
+    def init_weights(self) -> None:
+        """As FCNMaskHead, but the logits conv starts near zero (std 0.001, as
+        Detectron2's mask predictor): every mask starts at p ≈ 0.5, whatever
+        the scale of the last stage's features."""
+        super().init_weights()
+        nn.init.normal_(self.conv_logits.weight, std=0.001)
+        nn.init.zeros_(self.conv_logits.bias)
+
     def forward(self, x: Tensor, fine_feats: Optional[Tensor] = None,
                 rois: Optional[Tensor] = None, labels: Optional[Tensor] = None) -> Tensor:
         """
@@ -189,7 +198,6 @@ class FusionMaskHead(FCNMaskHead):
             weights = torch.cat([res.pos_scores for res in sampling_results])
         loss = boundary_weighted_bce(logits, mask_targets, boundary, self.boundary_lambda, weights)
         return dict(loss_mask=dict(loss_mask=loss), mask_targets=mask_targets)
-
 
     def _predict_by_feat_single(self, mask_preds: Tensor, bboxes: Tensor, labels: Tensor,
                                 img_meta: dict, rcnn_test_cfg: ConfigDict, rescale: bool = False,
