@@ -18,11 +18,14 @@ built-in validation set. The variants follow the paper's ablations:
 ====================  =========================================================
 
 Each finished training appends a line to ``benchmarks/results/accuracy_runs.jsonl``
-and the table ``benchmarks/results/accuracy.md`` (mean ± sample std over seeds)
-is rebuilt from that file. A run already there (same variant, seed and
-schedule) is not trained again, so a stopped harness resumes where its table
-stops. MLflow: one parent run (``--name``, experiment ``synthetic``) with a
-child run per training.
+and the table ``benchmarks/results/accuracy.md`` (mean ± sample std over seeds,
+a row per variant and learning rate) is rebuilt from that file. A run already
+there (same variant, seed, learning rate and schedule) is not trained again,
+so a stopped harness resumes where its table stops; a training it stopped
+halfway goes on from its last checkpoint (``<work-dir>/ray_results/<run>``,
+named ``<name>-<variant>-lr<lr>-seed<seed>``: delete it when the code changed,
+or the harness would resume, or report, the old model). MLflow: one parent run
+(``--name``, experiment ``synthetic``) with a child run per training.
 
 Usage::
 
@@ -53,7 +56,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 METRICS = {  # column → key in the final report of a run
     # no AP_l: the 128-px images hold no object above 96² pixels (COCO's "large")
     "segm AP": "coco/segm_mAP", "AP75": "coco/segm_mAP_75", "AP_s": "coco/segm_mAP_s",
-    "AP_m": "coco/segm_mAP_m", "boundary AP": "boundary_AP", "bbox AP": "coco/bbox_mAP", "s/iter": "train_s_per_iter",
+    "AP_m": "coco/segm_mAP_m", "boundary AP": "boundary_AP", "bbox AP": "coco/bbox_mAP",
+    "s/iter": "train_s_per_iter",
 }
 
 
@@ -94,6 +98,12 @@ VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
 }
 
 
+# each method trains at its own config's learning rate (Rank & Sort and the
+# cross-entropy losses want different ones, README "Accuracy"): a column of the
+# table, not a part of the schedule
+LR_KEY = "optim_wrapper.optimizer.lr"
+
+
 def variant_overrides(name: str, max_iters: int | None, extra: dict) -> tuple[str, dict]:
     from brefine.configs import load_config, schedule_overrides
 
@@ -103,6 +113,27 @@ def variant_overrides(name: str, max_iters: int | None, extra: dict) -> tuple[st
         overrides.update(schedule_overrides(load_config(config), max_iters))
     overrides.update(extra)
     return config, overrides
+
+
+def variant_lr(name: str, max_iters: int | None, extra: dict) -> float:
+    from brefine.configs import load_config
+
+    return float(load_config(*variant_overrides(name, max_iters, extra)).optim_wrapper.optimizer.lr)
+
+
+def schedule_label(max_iters: int, batch_size: int, data_version: int,
+                   overrides: list[str] | None) -> str:
+    """What runs must share to sit in one table section: all but the learning rate."""
+    shared = [o for o in overrides or [] if o.partition("=")[0].strip() != LR_KEY]
+    return (f"{max_iters} iterations of {batch_size} images, built-in data v{data_version}"
+            + (f", {' '.join(shared)}" if shared else ""))
+
+
+def pending(runs: list[dict], schedule: str, variants: list[str], seeds: list[int],
+            lrs: dict[str, float]) -> list[tuple[str, int]]:
+    """(variant, seed) pairs not yet in ``runs`` at this schedule and their lr, variant-major."""
+    done = {(r["variant"], r["seed"], r["lr"]) for r in runs if r["schedule"] == schedule}
+    return [(v, s) for v in variants for s in seeds if (v, s, lrs[v]) not in done]
 
 
 def load_runs(runs_file: Path) -> list[dict]:
@@ -129,23 +160,24 @@ def write_table(runs: list[dict], command: str, table_file: Path) -> None:
              "synthetic train/val split; one Ray Train worker per run on "
              f"{platform.machine()} CPU ({os.cpu_count()} cores), "
              f"{' or '.join(map(str, at_once))} training(s) at a time sharing them. Mean ± "
-             "sample standard deviation over seeds; segm, bbox and boundary AP on the "
-             "validation set at the end of training; s/iter = the model's training step "
-             "alone, as measured during the run (for speed compare `train_step.md`, which "
-             "times the models side by side).", ""]
+             "sample standard deviation over seeds; lr = the SGD learning rate of the "
+             "batch, each variant at its config's unless a command set it; segm, bbox and "
+             "boundary AP on the validation set at the end of training; s/iter = the "
+             "model's training step alone, as measured during the run (for speed compare "
+             "`train_step.md`, which times the models side by side).", ""]
     for schedule in schedules:
         made_by = sorted({r.get("command", command) for r in runs if r["schedule"] == schedule})
         lines += [f"## {schedule}", "", "Made by " + ", ".join(f"`{c}`" for c in made_by), "",
-                  "| variant | what | seeds | " + " | ".join(METRICS) + " |",
-                  "|---|---|---|" + "---|" * len(METRICS)]
+                  "| variant | what | lr | seeds | " + " | ".join(METRICS) + " |",
+                  "|---|---|---|---|" + "---|" * len(METRICS)]
         for name, (_, _, _, what) in VARIANTS.items():
-            rows = [r for r in runs if r["variant"] == name and r["schedule"] == schedule]
-            if not rows:
-                continue
-            seeds = ",".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"]))
-            cells = [mean_std([r["metrics"][k] for r in rows if k in r["metrics"]])
-                     for k in METRICS.values()]
-            lines.append(f"| {name} | {what} | {seeds} | " + " | ".join(cells) + " |")
+            ours = [r for r in runs if r["variant"] == name and r["schedule"] == schedule]
+            for lr in sorted({r["lr"] for r in ours}, reverse=True):
+                rows = sorted((r for r in ours if r["lr"] == lr), key=lambda r: r["seed"])
+                seeds = ",".join(str(r["seed"]) for r in rows)
+                cells = [mean_std([r["metrics"][k] for r in rows if k in r["metrics"]])
+                         for k in METRICS.values()]
+                lines.append(f"| {name} | {what} | {lr:g} | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
     table_file.write_text("\n".join(lines))
     print("\n".join(lines))
@@ -188,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="trainings at once, sharing the CPUs (2 on 2 cores: more "
                              "trainings per hour; s/iter is then per training, one thread each)")
     args = parser.parse_args(argv)
-    command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None
-                                                                      else argv))
+    given = sys.argv[1:] if argv is None else argv
+    command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, given))
 
     from brefine.configs import load_config, parse_overrides
     from brefine.data.synthetic import DATASET_VERSION
@@ -203,13 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     runs_file, table_file = results / "accuracy_runs.jsonl", results / "accuracy.md"
     extra = parse_overrides(args.overrides)
     base = load_config("mask-rcnn_tiny_synthetic", extra)
-    schedule = (f"{args.max_iters or base.train_cfg.max_iters} iterations of "
-                f"{base.train_dataloader.batch_size} images, built-in data v{DATASET_VERSION}"
-                + (f", {' '.join(args.overrides)}" if args.overrides else ""))
-    done = {(r["variant"], r["seed"]) for r in load_runs(runs_file) if r["schedule"] == schedule}
+    schedule = schedule_label(args.max_iters or base.train_cfg.max_iters,
+                              base.train_dataloader.batch_size, DATASET_VERSION, args.overrides)
+    lrs = {v: variant_lr(v, args.max_iters, extra) for v in args.variants}
     # variant by variant, in the order given: a stopped harness leaves whole rows
-    todo = [(v, s) for v in args.variants for s in args.seeds if (v, s) not in done]
-    print(f"{len(todo)} training(s) to run, {len(done)} already in {runs_file.name}", flush=True)
+    todo = pending(load_runs(runs_file), schedule, args.variants, args.seeds, lrs)
+    print(f"{len(todo)} training(s) to run, "
+          f"{len(args.variants) * len(args.seeds) - len(todo)} already in {runs_file.name}",
+          flush=True)
     if not todo:
         write_table(load_runs(runs_file), command, table_file)
         return 0
@@ -227,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     def train(index: int, name: str, seed: int) -> None:
         config, overrides = variant_overrides(name, args.max_iters, extra)
         spec = prepare_run(config, overrides, work_dir=args.work_dir)
-        run_name = f"{args.name}-{name}-seed{seed}"
-        print(f"[{index}/{len(todo)}] {run_name}: {VARIANTS[name][3]}", flush=True)
+        run_name = f"{args.name}-{name}-lr{lrs[name]:g}-seed{seed}"
+        storage = Path(args.work_dir).resolve() / "ray_results"
+        resumed = " (resumed from its checkpoint)" if (storage / run_name).exists() else ""
+        print(f"[{index}/{len(todo)}] {run_name}: {VARIANTS[name][3]}{resumed}", flush=True)
         started = time.time()
         run_id, _ = open_run(client, experiment_id, run_name, parent_id,
                              tags={**environment_tags(), "brefine.variant": name},
@@ -237,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = build_trainer(
             spec.worker_config(run_name, run_id, seed=seed, log_to_file=True,
                                params={"variant": name, "schedule": schedule}),
-            scale, run_name, str(Path(args.work_dir).resolve() / "ray_results"))
+            scale, run_name, str(storage))
         try:
             result = trainer.fit()
         except Exception as err:
@@ -251,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         with lock:
             with runs_file.open("a") as out:
                 out.write(json.dumps(dict(variant=name, seed=seed, schedule=schedule,
-                                          config=config, parallel=args.parallel, command=command,
+                                          lr=lrs[name], config=config,
+                                          parallel=args.parallel, command=command,
                                           wall_s=round(time.time() - started, 1),
                                           metrics=metrics)) + "\n")
             write_table(load_runs(runs_file), command, table_file)
