@@ -25,8 +25,8 @@ class ResidualAwareModule(nn.Module):
     once every one of their channels (8 in the squeeze, 16 in the restore of
     a 16-wide stage) was negative for every input, the stage's output was
     spatially constant and no gradient came back; after the last stage that
-    left the mask logits constant (README, "Accuracy";
-    ``benchmarks/results/accuracy_runs_relu_squeeze.jsonl``). Linear 1×1
+    left the mask logits constant
+    (``benchmarks/results/accuracy_runs_relu_squeeze.jsonl``). Linear 1×1
     projections into narrow widths, as in MobileNetV2's linear
     bottlenecks, cannot die that way: the nonlinearity is the dilated convs'.
 

@@ -1,7 +1,8 @@
 # 1200 iterations of 4 images, validation every 400: about 10 minutes of the tiny
 # Mask R-CNN on 2 CPU cores (segm AP 0.37 on the built-in data v4, README). Both
 # tiny models train at lr 0.02: Mask R-CNN falls to segm AP 0.06 at 0.003, and
-# BRefine learns faster at 0.02 than at 0.003 (benchmarks/results/accuracy.md).
+# BRefine does better at 0.02 too (0.53 against 0.42 at 0.003; benchmarks/results/
+# accuracy.md).
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=1200, val_interval=400)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
