@@ -11,7 +11,10 @@ the same run, each case in a fresh process (``common.py``). Variants:
 * ``fast`` (the configs' default): widths quartered (256, 64, 16) and P2
   reduced to 16 channels.
 
-On CUDA every head also runs under fp16 autocast with channels-last tensors.
+Every head runs in both memory layouts, and ``× FCN`` compares within one
+layout: NCHW, and channels-last (the fusion head's default: its
+``channels_last`` option; the FCN head follows the layout of its input). On
+CUDA the channels-last heads run under fp16 autocast.
 Usage: ``python benchmarks/head.py [--repeats N] [--stages 1 2 3 4]``; writes
 benchmarks/results/head.md. Targets for the 3-stage head: ≤ 1.5× the FCN
 head's time and ≤ 2× its memory.
@@ -39,7 +42,7 @@ VARIANTS = {
 }
 
 
-def build_head(variant: str, num_stages: int):
+def build_head(variant: str, num_stages: int, channels_last: bool):
     from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 
     from brefine.models.fusion_mask_head import FusionMaskHead
@@ -47,22 +50,25 @@ def build_head(variant: str, num_stages: int):
     common = dict(num_convs=4, in_channels=CHANNELS, conv_out_channels=CHANNELS, num_classes=80)
     if variant == "fcn":
         return FCNMaskHead(**common)
-    return FusionMaskHead(num_stages=num_stages, **VARIANTS[variant], **common)
+    return FusionMaskHead(num_stages=num_stages, channels_last=channels_last,
+                          **VARIANTS[variant], **common)
 
 
 def run(case: dict) -> dict:
     torch.manual_seed(0)
     device = case["device"]
-    fast_cuda = case.get("amp", False)
-    fmt = torch.channels_last if fast_cuda else torch.contiguous_format
-    head = build_head(case["variant"], case["num_stages"]).to(device, memory_format=fmt)
+    channels_last = case["layout"] == "channels-last"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    head = build_head(case["variant"], case["num_stages"], channels_last).to(
+        device, memory_format=fmt)
     head.init_weights()
     feats = torch.randn(NUM_ROIS, CHANNELS, 14, 14, device=device).to(memory_format=fmt)
     p2 = torch.randn(2, CHANNELS, IMAGE[0] // 4, IMAGE[1] // 4, device=device).to(memory_format=fmt)
     xy = torch.rand(NUM_ROIS, 2, device=device) * torch.tensor(IMAGE[::-1], device=device) * 0.7
     wh = torch.rand(NUM_ROIS, 2, device=device) * 300 + 16
     rois = torch.cat([torch.randint(0, 2, (NUM_ROIS, 1), device=device).float(), xy, xy + wh], 1)
-    autocast = torch.autocast("cuda", dtype=torch.float16) if fast_cuda else contextlib.nullcontext()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if case["amp"] else \
+        contextlib.nullcontext()
 
     labels = torch.randint(0, 80, (NUM_ROIS,), device=device)
 
@@ -100,7 +106,7 @@ and the 1–2 stage agreement with our full stages is a coincidence we do not
 claim. At constant width, time and memory grow 3–5× per stage with the output
 area; halving the width at each ×2 upsampling keeps every stage at about the
 cost of the first. `× FCN` compares with the FCN head on the same device and
-precision, measured in the same run.
+precision and in the same memory layout, measured in the same run.
 """
 
 
@@ -112,17 +118,21 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for device in devices():
-        for amp in ([False, True] if device == "cuda" else [False]):
+        # (fp16 autocast, layout): CPU has no fast fp16 convs
+        settings = [(False, "NCHW"), (device == "cuda", "channels-last")]
+        for amp, layout in settings:
             cases = [dict(variant="fcn", num_stages=0)] + [
                 dict(variant=v, num_stages=n) for v in args.variants for n in args.stages]
-            results = [run_case(__file__, dict(c, device=device, amp=amp, repeats=args.repeats))
+            results = [run_case(__file__, dict(c, device=device, amp=amp, layout=layout,
+                                               repeats=args.repeats))
                        for c in cases]
             fcn = results[0]
             for case, res in zip(cases, results):
                 name = "FCN (Mask R-CNN)" if case["variant"] == "fcn" else \
                     f"{case['variant']}, {case['num_stages']} stage{'s' * (case['num_stages'] > 1)}"
                 rows.append({
-                    "device": device, "precision": "fp16 autocast, channels-last" if amp else "fp32",
+                    "device": device, "precision": "fp16 autocast" if amp else "fp32",
+                    "layout": layout,
                     "head": name, "widths": res["widths"], "output": f"{res['out_size']}²",
                     "params": f"{res['params'] / 1e6:.2f} M",
                     "beyond trunk": f"{res['params_beyond_trunk'] / 1e6:.2f} M",
@@ -134,7 +144,7 @@ def main() -> None:
                     "× FCN memory": f"{res['peak_mib'] / max(fcn['peak_mib'], 1e-9):.2f}",
                 })
     write_table("head", "Mask head: parameters, speed and memory",
-                ["device", "precision", "head", "widths", "output", "params", "beyond trunk",
+                ["device", "precision", "layout", "head", "widths", "output", "params", "beyond trunk",
                  "paper (Table 3)", f"fwd+bwd / {NUM_ROIS} RoIs", "× FCN time", "peak memory",
                  "× FCN memory"], rows, NOTES)
 

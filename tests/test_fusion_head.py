@@ -258,16 +258,23 @@ def test_stage_widths_and_auxiliary_reduction(ratio, aux, widths):
     assert all(p.grad is not None for p in head.parameters())
 
 
-def test_fast_head_matches_a_functional_reference():
-    """The reduced, narrowing head written out with F.conv2d and the module's own weights."""
+@pytest.mark.parametrize("num_stages", [2, 3])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_head_matches_a_functional_reference(num_stages, channels_last):
+    """The reduced, narrowing head written out with F.conv2d, mmcv's RoIAlign
+    per stage and the module's own weights, on NCHW tensors: values and
+    gradients, whatever memory format the head runs in."""
     import mmcv.ops
 
     torch.manual_seed(0)
-    head = FusionMaskHead(num_stages=2, num_convs=1, in_channels=32, conv_out_channels=32,
-                          num_classes=3, channel_ratio=0.5, aux_channels=8).double()
+    head = FusionMaskHead(num_stages=num_stages, num_convs=1, in_channels=32,
+                          conv_out_channels=32, num_classes=3, channel_ratio=0.5, aux_channels=8,
+                          channels_last=channels_last).double()
     head.init_weights()
     feats, p2, rois = make_inputs(channels=32)
-    feats, p2, rois = feats.double(), p2.double(), rois.double()
+    feats = feats.double().requires_grad_()
+    p2 = p2.double().requires_grad_()
+    rois = rois.double()
 
     def conv(module, x):
         c = module.conv if hasattr(module, "conv") else module[0]
@@ -275,17 +282,23 @@ def test_fast_head_matches_a_functional_reference():
 
     x = conv(head.convs[0], feats)
     reduced = conv(head.aux_reduce, p2)
-    for k in range(2):  # stage k: RoIAlign at its size, 2^(1-k) samples per bin side
-        pooled = mmcv.ops.roi_align(reduced, rois, 14 * 2 ** k, 1 / 4, 2 ** (1 - k), "avg", True)
+    for k in range(num_stages):  # RoIAlign at 14·2^k, 2^(n-1-k) samples per bin side
+        pooled = mmcv.ops.roi_align(reduced, rois, 14 * 2 ** k, 1 / 4,
+                                    2 ** (num_stages - 1 - k), "avg", True)
         ram = head.stage_modules[k]
         squeezed = F.conv2d(x + conv(head.aux_convs[k], pooled), ram.squeeze.weight,
                             ram.squeeze.bias)
         x = F.conv2d(squeezed + sum(conv(b, squeezed) for b in ram.branches),
                      ram.restore.weight, ram.restore.bias)  # linear
-        if k == 0:
+        if k + 1 < num_stages:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     ref = F.conv2d(x, head.conv_logits.weight, head.conv_logits.bias)
-    torch.testing.assert_close(head(feats, p2, rois), ref)
+    out = head(feats, p2, rois)
+    torch.testing.assert_close(out, ref)
+    grad = torch.randn_like(ref)
+    for ours, theirs in zip(torch.autograd.grad(out, (feats, p2), grad),
+                            torch.autograd.grad(ref, (feats, p2), grad)):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_cap_positives_keeps_at_most_the_cap_and_aligned_fields():

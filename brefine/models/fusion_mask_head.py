@@ -74,6 +74,14 @@ class FusionMaskHead(FCNMaskHead):
             next width (identity at constant width; Table 3).
         aux_featmap_stride: stride of the feature map the auxiliary line reads
             (P2: 4).
+        channels_last: run the head in channels-last memory format (NHWC).
+            The result is the same up to float rounding; at the head's few
+            channels and large maps, NCHW convs, bilinear upsampling and
+            1×1 convs run 2-10× slower on CPU (oneDNN reorders every call),
+            and NHWC is what cuDNN's fp16 kernels want on GPU
+            (``benchmarks/results/head.md``). Only this head's own ops see
+            NHWC: mmcv's RoIAlign reads its input as contiguous NCHW and
+            returns wrong values for an NHWC one.
         Others as :class:`mmdet.models.FCNMaskHead`.
     """
 
@@ -85,6 +93,7 @@ class FusionMaskHead(FCNMaskHead):
                  aux_channels: Optional[int] = None,
                  use_residual_aware: bool = True,
                  aux_featmap_stride: int = 4,
+                 channels_last: bool = True,
                  roi_feat_size: int = 14,
                  **kwargs) -> None:
         if not 1 <= num_stages <= MAX_STAGES:
@@ -101,6 +110,7 @@ class FusionMaskHead(FCNMaskHead):
         self.boundary_lambda = boundary_lambda
         self.boundary_ratio = boundary_ratio
         self.output_size = fusion_output_size(num_stages, roi_feat_size)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         widths = [max(MIN_STAGE_WIDTH, 2 * round(self.conv_out_channels * channel_ratio ** k / 2))
                   for k in range(num_stages)]
         self.stage_channels = tuple(widths)
@@ -149,15 +159,19 @@ class FusionMaskHead(FCNMaskHead):
         if fine_feats is None or rois is None:
             raise ValueError("FusionMaskHead needs the P2 features and the RoIs; "
                              "use it inside BRefineRoIHead")
+        x = x.contiguous(memory_format=self.memory_format)
+        fine_feats = fine_feats.contiguous(memory_format=self.memory_format)
         for conv in self.convs:
             x = conv(x)
         if self.aux_reduce is not None:
             fine_feats = self.aux_reduce(fine_feats)
-        fine = roi_sample(fine_feats, rois, self.output_size, self.aux_spatial_scale)
+        # finest first: each coarser size pools the previous one by 2, which
+        # equals pooling the finest by 2^j and reads a quarter of the data
+        fine = [roi_sample(fine_feats, rois, self.output_size, self.aux_spatial_scale)]
+        for _ in range(self.num_stages - 1):
+            fine.append(F.avg_pool2d(fine[-1], 2))
         for k in range(self.num_stages):
-            factor = 2 ** (self.num_stages - 1 - k)
-            pooled = F.avg_pool2d(fine, factor) if factor > 1 else fine
-            x = self.stage_modules[k](x + self.aux_convs[k](pooled))
+            x = self.stage_modules[k](x + self.aux_convs[k](fine[-1 - k]))
             if k + 1 < self.num_stages:
                 x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         if labels is None or self.class_agnostic:

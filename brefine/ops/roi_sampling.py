@@ -25,9 +25,9 @@ __all__ = ["roi_sample"]
 def roi_sample(feats: Tensor, rois: Tensor, size: int, spatial_scale: float) -> Tensor:
     """(N_img, C, H, W) map, (B, 5) RoIs (batch index, x1, y1, x2, y2) → (B, C, size, size)."""
     num_rois, (height, width) = rois.shape[0], feats.shape[-2:]
-    out = feats.new_zeros(num_rois, feats.shape[1], size, size)
     if num_rois == 0:
-        return out + feats.sum() * 0  # connected to the graph, as an empty RoIAlign is
+        # connected to the graph, as an empty RoIAlign is
+        return feats.new_zeros(0, feats.shape[1], size, size) + feats.sum() * 0
     steps = (torch.arange(size, device=rois.device, dtype=feats.dtype) + 0.5) / size
     x1, y1, x2, y2 = (rois[:, i, None].to(feats.dtype) * spatial_scale for i in range(1, 5))
     # sample positions in feature pixels, pixel centres at integers (aligned=True)
@@ -37,12 +37,21 @@ def roi_sample(feats: Tensor, rois: Tensor, size: int, spatial_scale: float) -> 
               & ((xs >= -1) & (xs <= width))[:, None, :])  # (B, size, size)
     grid = torch.stack(torch.broadcast_tensors((2 * xs[:, None, :] + 1) / width - 1,
                                                (2 * ys[:, :, None] + 1) / height - 1), dim=-1)
+    # one grid_sample per image over that image's RoIs, the outputs
+    # concatenated once: RoIs of one image are contiguous after a stable sort
+    # by batch index (bbox2roi already orders them so)
     batch = rois[:, 0].long()
-    for image in torch.unique(batch).tolist():
-        picked = torch.nonzero(batch == image, as_tuple=True)[0]
+    order = torch.argsort(batch, stable=True)
+    images, counts = torch.unique_consecutive(batch[order], return_counts=True)
+    parts = []
+    for image, picked in zip(images.tolist(), order.split(counts.tolist())):
         sampled = F.grid_sample(feats[image:image + 1],
                                 grid[picked].reshape(1, -1, size, 2), mode="bilinear",
                                 padding_mode="border", align_corners=False)
-        out = out.index_copy(0, picked, sampled.reshape(feats.shape[1], len(picked), size, size)
-                             .transpose(0, 1))
+        parts.append(sampled.reshape(feats.shape[1], len(picked), size, size).transpose(0, 1))
+    out = torch.cat(parts)
+    if not torch.equal(order, torch.arange(num_rois, device=order.device)):
+        out = out[torch.argsort(order)]
+    if inside.all():
+        return out
     return out * inside[:, None].to(feats.dtype)
