@@ -55,8 +55,8 @@ model = dict(
             # Widths: each ×2 upsampling quarters the channels (256, 64, 16)
             # and the auxiliary line reads P2 reduced to 16 channels; the
             # paper's constant 256 channels (channel_ratio=1.0,
-            # aux_channels=None) cost 8-11x the FCN head, these 1.3x
-            # (benchmarks/results/head.md)
+            # aux_channels=None) cost 8-11x the FCN head, these 0.95x its
+            # time and 1.7x its memory (benchmarks/results/head.md)
             channel_ratio=0.25,
             aux_channels=16,
             num_convs=4,
