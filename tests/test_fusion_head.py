@@ -301,6 +301,26 @@ def test_fast_head_matches_a_functional_reference(num_stages, channels_last):
         torch.testing.assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_chunked_inference_equals_one_pass(with_labels):
+    """Without autograd the RoIs go through in chunks (here 1-2 RoIs, from a
+    tiny budget): the logits are those of one pass over every RoI, in order."""
+    torch.manual_seed(0)
+    head = make_head(3).eval()
+    feats, p2, rois = make_inputs(num_rois=7)
+    rois[:, 0] = torch.tensor([1, 0, 1, 1, 0, 0, 1])  # both images, interleaved
+    labels = torch.tensor([2, 0, 1, 1, 0, 2, 2]) if with_labels else None
+    with torch.no_grad():
+        whole = head(feats, p2, rois, labels)
+        head.inference_chunk_mib = 2 * head._roi_elements * 4 / 2**20
+        chunked = head(feats, p2, rois, labels)
+    assert chunked.shape == whole.shape == (7, 1 if with_labels else 3, 56, 56)
+    torch.testing.assert_close(chunked, whole)
+    with pytest.raises(ValueError, match="inference_chunk_mib"):
+        FusionMaskHead(num_stages=3, in_channels=16, conv_out_channels=16, num_classes=3,
+                       inference_chunk_mib=0)
+
+
 def test_cap_positives_keeps_at_most_the_cap_and_aligned_fields():
     from brefine.models.brefine_roi_head import cap_positives
 
