@@ -1,6 +1,6 @@
 """`brefine train` and `brefine eval` as a user runs them.
 
-Real processes and real signals: Ctrl-C ends runs KILLED, a second live run
+Real processes and real signals: Ctrl-C or SIGTERM ends runs KILLED, a second live run
 of one name is refused, a failure inside training ends in one line naming the
 worker log, a run that cannot be placed says so and gives up, and checkpoints
 never run code. (A search beside another Ray: tests/test_search.py.)
@@ -89,6 +89,25 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
     assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["coco/segm_mAP"] >= 0 and "boundary_AP" in metrics
+
+
+def test_sigterm_ends_the_run_killed_as_ctrl_c_does(tiny_data, tmp_path):
+    """``ray job stop`` and ``kill`` send SIGTERM, which ray.init turns into sys.exit."""
+    run = start("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
+                str(tmp_path), "--name", "t1", "--max-iters", "400", "--set",
+                "train_cfg.val_interval=2", cwd=tmp_path)
+
+    def validated():
+        _, found = runs(tmp_path)
+        return found and "eval/coco/segm_mAP" in found[0].data.metrics
+
+    wait_for(validated, proc=run)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted" in err and "KILLED" in err
+    _, found = runs(tmp_path)
+    assert [r.info.status for r in found] == ["KILLED"]
 
 
 def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tmp_path):

@@ -18,12 +18,20 @@ minute (:class:`ResourceWaitWatcher`) and fails after
 ``$RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S`` seconds (default 600 locally,
 where nothing will come, and 3600 on a cluster, where the autoscaler may add
 nodes).
+
+Once Ray is up, SIGTERM is answered as Ctrl-C (KeyboardInterrupt in the main
+thread). ``ray job stop``, ``kill`` and a cluster scheduler's preemption all
+send SIGTERM; ``ray.init`` makes it ``sys.exit``, which no driver's
+``except KeyboardInterrupt`` sees, so the MLflow runs of a stopped job stayed
+RUNNING. ``ray job stop`` waits 3 s ($RAY_JOB_STOP_WAIT_TIME_S) before
+SIGKILL: time enough to end the runs KILLED.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -64,6 +72,14 @@ def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print
 
     if ray.is_initialized():
         return
+    _init_ray(num_cpus, log)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
+    import ray
+
     address = os.environ.get("RAY_ADDRESS")
     default_timeout = CLUSTER_START_TIMEOUT_S if address else LOCAL_START_TIMEOUT_S
     env = {START_TIMEOUT_ENV: os.environ.get(START_TIMEOUT_ENV, str(default_timeout))}
