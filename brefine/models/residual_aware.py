@@ -77,8 +77,14 @@ class ResidualAwareModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         squeezed = self.squeeze(x)
-        context = squeezed if self.residual else None
+        # one new tensor for the sum, grown in place: an add's backward needs
+        # neither input, and at 56×56 each full-size tensor is a page-faulted
+        # allocation on CPU
+        context = None
         for branch in self.branches:
             out = branch(squeezed)
-            context = out if context is None else context + out
+            if context is None:
+                context = squeezed + out if self.residual else out.clone()
+            else:
+                context += out
         return self.restore(context)
