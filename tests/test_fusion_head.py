@@ -18,21 +18,25 @@ def reference_residual_aware(module, x):
         return F.relu(F.conv2d(t, c.weight, c.bias, padding=c.padding, dilation=c.dilation))
 
     squeezed = F.conv2d(x, module.squeeze.weight, module.squeeze.bias)  # linear
-    summed = squeezed + sum(conv(b, squeezed) for b in module.branches)
+    summed = sum(conv(b, squeezed) for b in module.branches)
+    if module.residual:
+        summed = summed + squeezed
     return F.conv2d(summed, module.restore.weight, module.restore.bias)  # linear
 
 
-def test_residual_aware_matches_reference_values_and_gradients():
+@pytest.mark.parametrize("residual", [True, False])
+def test_residual_aware_matches_reference_values_and_gradients(residual):
     torch.manual_seed(0)
-    module = ResidualAwareModule(16).double()
+    module = ResidualAwareModule(16, residual=residual).double()
     x = torch.randn(3, 16, 10, 10, dtype=torch.float64, requires_grad=True)
     out = module(x)
     ref = reference_residual_aware(module, x)
     torch.testing.assert_close(out, ref)
     grad_out = torch.randn_like(out)
-    (g_ours,) = torch.autograd.grad(out, x, grad_out)
-    (g_ref,) = torch.autograd.grad(ref, x, grad_out)
-    torch.testing.assert_close(g_ours, g_ref)
+    inputs = (x, *module.parameters())
+    for ours, theirs in zip(torch.autograd.grad(out, inputs, grad_out),
+                            torch.autograd.grad(ref, inputs, grad_out)):
+        torch.testing.assert_close(ours, theirs)
     # halving, dilations 1, 2, 3
     assert module.squeeze.out_channels == 8
     assert [b[0].dilation for b in module.branches] == [(1, 1), (2, 2), (3, 3)]
