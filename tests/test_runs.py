@@ -46,29 +46,36 @@ def wait_for(condition, timeout=600, proc=None):
         time.sleep(0.5)
 
 
+def wait_until_validated(work_dir, proc):
+    def validated():
+        _, found = runs(work_dir)
+        return found and "eval/coco/segm_mAP" in found[0].data.metrics
+
+    wait_for(validated, proc=proc)
+
+
+def assert_ended_killed(proc, work_dir, timeout):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted" in err and "KILLED" in err
+    _, found = runs(work_dir)
+    assert [r.info.status for r in found] == ["KILLED"]
+
+
 def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes(
         tiny_data, tmp_path):
     args = ["train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
             str(tmp_path), "--name", "r1", "--max-iters", "400", "--set",
             "train_cfg.val_interval=5"]
     first = start(*args, cwd=tmp_path)
-
-    def validated():
-        _, found = runs(tmp_path)
-        return found and "eval/coco/segm_mAP" in found[0].data.metrics
-
-    wait_for(validated, proc=first)
+    wait_until_validated(tmp_path, first)
     second = brefine(*args, cwd=tmp_path, timeout=300)
     assert second.returncode == 2
     assert "r1" in second.stderr and "running already" in second.stderr
     assert f"pid {first.pid}" in second.stderr, second.stderr
 
     first.send_signal(signal.SIGINT)
-    out, err = first.communicate(timeout=300)
-    assert first.returncode == 130, out[-2000:] + err[-2000:]
-    assert "interrupted" in err and "KILLED" in err
-    client, found = runs(tmp_path)
-    assert [r.info.status for r in found] == ["KILLED"]
+    assert_ended_killed(first, tmp_path, timeout=300)
 
     # the same command continues from the last checkpoint, in the same MLflow run
     resumed = brefine(*args[:-4], "--max-iters", "10", "--set", "train_cfg.val_interval=5",
@@ -96,18 +103,9 @@ def test_sigterm_ends_the_run_killed_as_ctrl_c_does(tiny_data, tmp_path):
     run = start("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
                 str(tmp_path), "--name", "t1", "--max-iters", "400", "--set",
                 "train_cfg.val_interval=2", cwd=tmp_path)
-
-    def validated():
-        _, found = runs(tmp_path)
-        return found and "eval/coco/segm_mAP" in found[0].data.metrics
-
-    wait_for(validated, proc=run)
+    wait_until_validated(tmp_path, run)
     run.send_signal(signal.SIGTERM)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 130, out[-2000:] + err[-2000:]
-    assert "interrupted" in err and "KILLED" in err
-    _, found = runs(tmp_path)
-    assert [r.info.status for r in found] == ["KILLED"]
+    assert_ended_killed(run, tmp_path, timeout=60)
 
 
 def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tmp_path):
