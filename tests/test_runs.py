@@ -77,9 +77,14 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
     first.send_signal(signal.SIGINT)
     assert_ended_killed(first, tmp_path, timeout=300)
 
-    # the same command continues from the last checkpoint, in the same MLflow run
-    resumed = brefine(*args[:-4], "--max-iters", "10", "--set", "train_cfg.val_interval=5",
-                      cwd=tmp_path)
+    # the same command continues from the last checkpoint, in the same MLflow run,
+    # a few iterations beyond the last validation (on a loaded machine the first
+    # run may have validated several times before the signal)
+    client, found = runs(tmp_path)
+    validated_at = max(m.step for m in client.get_metric_history(found[0].info.run_id,
+                                                                 "eval/coco/segm_mAP"))
+    resumed = brefine(*args[:-4], "--max-iters", str(validated_at + 5), "--set",
+                      "train_cfg.val_interval=5", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     client, found = runs(tmp_path)
     assert len(found) == 1 and found[0].info.status == "FINISHED"
