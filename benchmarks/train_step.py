@@ -21,9 +21,9 @@ mask heads train on as many positives as in real training (the table counts
 them): that is the state a training run spends its time in.
 
 Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]
-[--fit-iters N] [--fit-scales tiny r50]``; writes benchmarks/results/train_step.md. Targets: a
-BRefine training iteration ≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images
-per second.
+[--fit-iters N] [--fit-scales tiny r50]``; writes
+benchmarks/results/train_step.md. Targets: a BRefine training iteration
+≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
 """
 
 from __future__ import annotations
@@ -149,12 +149,13 @@ def main() -> None:
     parser.add_argument("--fit-scales", nargs="*", choices=list(SCALES), default=["tiny"],
                         help="scales timed in the fitted state too (r50 on CPU: hours)")
     args = parser.parse_args()
+    states = [(scale, fit_iters) for scale in args.scales
+              for fit_iters in ((0, args.fit_iters) if args.fit_iters and scale in args.fit_scales
+                                else (0,))]
     rows = []
     for device in devices():
         for amp in ([False, True] if device == "cuda" else [False]):
-            states = [(scale, fit_iters) for scale in args.scales
-                      for fit_iters in (0, args.fit_iters if scale in args.fit_scales else 0)]
-            for scale, fit_iters in dict.fromkeys(states):
+            for scale, fit_iters in states:
                 baseline, brefine = SCALES[scale]["configs"]
                 cases = [("Mask R-CNN", baseline, {}), ("BRefine", brefine, {}),
                          ("BRefine, paper-width head", brefine, PAPER_HEAD)]
