@@ -15,6 +15,7 @@ built-in validation set. The variants follow the paper's ablations:
 ``brefine``           fusion head, 3 stages + BRank & Sort (the full method)
 ``brefine-paper-...`` the same with the paper's constant-width head (the
                       configs quarter the width at each stage)
+``brefine-aux-1x1``   the same with 1×1 auxiliary convs (the paper: 3×3)
 ====================  =========================================================
 
 Each finished training appends a line to ``benchmarks/results/accuracy_runs.jsonl``
@@ -82,6 +83,7 @@ def _fcn_head() -> dict[str, Any]:
 
 PAPER_WIDTHS = {"model.roi_head.mask_head.channel_ratio": 1.0,
                 "model.roi_head.mask_head.aux_channels": None}
+AUX_1X1 = {"model.roi_head.mask_head.aux_kernel_size": 1}
 
 # name → (config, overrides builder, its arguments, what it is)
 VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
@@ -95,6 +97,8 @@ VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
     "brefine": ("brefine_tiny_synthetic", None, (), "BRefine: fusion head 3 stages + BR&S"),
     "brefine-paper-widths": ("brefine_tiny_synthetic", lambda: PAPER_WIDTHS, (),
                              "BRefine with the paper's constant-width fusion head"),
+    "brefine-aux-1x1": ("brefine_tiny_synthetic", lambda: AUX_1X1, (),
+                        "BRefine with 1×1 auxiliary convs"),
 }
 
 
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     from brefine.configs import load_config, parse_overrides
     from brefine.data.synthetic import DATASET_VERSION
     from brefine.engine.launch import prepare_run
-    from brefine.engine.ray_runtime import start_ray
+    from brefine.engine.ray_runtime import start_ray, stop_ray
     from brefine.engine.tracking import environment_tags, open_run
     from brefine.engine.trainer import ScaleOptions, build_trainer, describe_failure
 
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         client.set_terminated(parent_id, "KILLED")
         print("interrupted: the runs under way ended KILLED; run the same command to resume",
               file=sys.stderr, flush=True)
+        stop_ray()
         os._exit(130)
     pool.shutdown()
     client.log_artifact(parent_id, str(table_file), "accuracy")

@@ -9,7 +9,8 @@ the same run, each case in a fresh process (``common.py``). Variants:
 * ``half``: widths halved at each ×2 upsampling (256, 128, 64, as RefineMask
   does) and P2 reduced to 32 channels once per image for the auxiliary line;
 * ``fast`` (the configs' default): widths quartered (256, 64, 16) and P2
-  reduced to 16 channels.
+  reduced to 16 channels;
+* ``fast-1x1``: ``fast`` with 1×1 auxiliary convs instead of 3×3.
 
 Every head runs in both memory layouts, and ``× FCN`` compares within one
 layout: NCHW, and channels-last (the fusion head's default: its
@@ -39,6 +40,7 @@ VARIANTS = {
     "paper": dict(),
     "half": dict(channel_ratio=0.5, aux_channels=32),
     "fast": dict(channel_ratio=0.25, aux_channels=16),
+    "fast-1x1": dict(channel_ratio=0.25, aux_channels=16, aux_kernel_size=1),
 }
 
 

@@ -7,9 +7,10 @@ SGD step) and predicts on it, each case in a fresh process (``common.py``):
 * ``r50``: the R50-FPN COCO configs (random init) at 512 px, batch 2.
 
 BRefine runs with the configs' fusion head and, for comparison, with the
-paper's constant-width head (``--set`` of ``channel_ratio=1``,
-``aux_channels=None``). Inference keeps 100 detections per image for every
-model (score threshold 0), so the mask heads see the same number of RoIs.
+paper's constant-width head (``channel_ratio=1``, ``aux_channels=None``) and
+with 1×1 auxiliary convs (``aux_kernel_size=1``). Inference keeps
+``--detections`` per image for every model (score threshold 0; default 100,
+as COCO evaluation), so the mask heads see the same number of RoIs.
 CPU rows always; CUDA rows (fp32 and AMP) when a GPU is present.
 
 Two states per model. At random init ("init") the RPN's proposals hardly
@@ -21,7 +22,7 @@ mask heads train on as many positives as in real training (the table counts
 them): that is the state a training run spends its time in.
 
 Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]
-[--fit-iters N] [--fit-scales tiny r50]``; writes
+[--fit-iters N] [--fit-scales tiny r50] [--detections N]``; writes
 benchmarks/results/train_step.md. Targets: a BRefine training iteration
 ≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
 """
@@ -44,20 +45,23 @@ SCALES = {
     "tiny": dict(size=128, batch=4, configs=("mask-rcnn_tiny_synthetic", "brefine_tiny_synthetic")),
     "r50": dict(size=512, batch=2, configs=("mask-rcnn_r50_fpn_1x_coco", "brefine_r50_fpn_1x_coco")),
 }
-PAPER_HEAD = {"model.roi_head.mask_head.channel_ratio": 1.0,
-              "model.roi_head.mask_head.aux_channels": None}
-DETECTIONS = 100
+BREFINE_HEADS = {  # row name → overrides of the BRefine config
+    "BRefine": {},
+    "BRefine, paper-width head": {"model.roi_head.mask_head.channel_ratio": 1.0,
+                                  "model.roi_head.mask_head.aux_channels": None},
+    "BRefine, 1×1 aux convs": {"model.roi_head.mask_head.aux_kernel_size": 1},
+}
 WARMUP_ITERS = 50  # linear warm-up of the fit, as the tiny schedule's
 
 
-def build(config: str, overrides: dict, device: str):
-    """(model, config) at random init."""
+def build(config: str, overrides: dict, device: str, detections: int):
+    """(model, config) at random init, keeping ``detections`` per image."""
     from brefine.configs import load_config
     from brefine.models.build import build_detector
 
     overrides = {**overrides, "model.backbone.init_cfg": None,
                  "model.test_cfg.rcnn.score_thr": 0.0,
-                 "model.test_cfg.rcnn.max_per_img": DETECTIONS}
+                 "model.test_cfg.rcnn.max_per_img": detections}
     torch.manual_seed(0)
     cfg = load_config(config, overrides)
     return build_detector(cfg).to(device), cfg
@@ -90,7 +94,7 @@ def run(case: dict) -> dict:
     from brefine.data.toy import toy_batch
 
     device, scale = case["device"], SCALES[case["scale"]]
-    model, cfg = build(case["config"], case["overrides"], device)
+    model, cfg = build(case["config"], case["overrides"], device, case["detections"])
     batch = toy_batch(scale["batch"], size=scale["size"], seed=1)
     if case.get("fit_to"):
         loss = fit(model, cfg, batch, case["fit_iters"])
@@ -148,6 +152,8 @@ def main() -> None:
                         help="training steps on the batch before the fitted state is timed")
     parser.add_argument("--fit-scales", nargs="*", choices=list(SCALES), default=["tiny"],
                         help="scales timed in the fitted state too (r50 on CPU: hours)")
+    parser.add_argument("--detections", type=int, default=100,
+                        help="detections kept per image at inference, for every model")
     args = parser.parse_args()
     states = [(scale, fit_iters) for scale in args.scales
               for fit_iters in ((0, args.fit_iters) if args.fit_iters and scale in args.fit_scales
@@ -157,11 +163,11 @@ def main() -> None:
         for amp in ([False, True] if device == "cuda" else [False]):
             for scale, fit_iters in states:
                 baseline, brefine = SCALES[scale]["configs"]
-                cases = [("Mask R-CNN", baseline, {}), ("BRefine", brefine, {}),
-                         ("BRefine, paper-width head", brefine, PAPER_HEAD)]
+                cases = [("Mask R-CNN", baseline, {}),
+                         *((name, brefine, heads) for name, heads in BREFINE_HEADS.items())]
                 results = [time_case(dict(device=device, amp=amp, scale=scale, config=config,
                                           overrides=overrides, repeats=args.repeats,
-                                          fit_iters=fit_iters))
+                                          fit_iters=fit_iters, detections=args.detections))
                            for _, config, overrides in cases]
                 base = results[0]
                 for (name, config, _), res in zip(cases, results):
@@ -182,7 +188,7 @@ def main() -> None:
                 ["device", "precision", "scale", "state", "model", "config", "mask RoIs/iter",
                  "train s/iter", "× Mask R-CNN",
                  "train peak", "inference img/s", "× Mask R-CNN img/s"], rows,
-                f"Inference keeps {DETECTIONS} detections per image for every model. Same batch, "
+                f"Inference keeps {args.detections} detections per image for every model. Same batch, "
                 "same process layout (one fresh process per case), medians of the repeats.")
 
 

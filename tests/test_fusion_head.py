@@ -145,9 +145,12 @@ def test_auxiliary_line_reads_p2():
     assert not torch.allclose(a, b)
 
 
-def test_head_rejects_bad_stage_count_and_missing_p2():
+def test_head_rejects_bad_arguments_and_missing_p2():
     with pytest.raises(ValueError, match="num_stages"):
         make_head(5)
+    with pytest.raises(ValueError, match="aux_kernel_size"):
+        FusionMaskHead(num_stages=2, in_channels=16, conv_out_channels=16, num_classes=3,
+                       aux_kernel_size=2)
     head = make_head(1)
     with pytest.raises(ValueError, match="P2"):
         head(torch.zeros(1, 16, 14, 14))
@@ -262,9 +265,9 @@ def test_stage_widths_and_auxiliary_reduction(ratio, aux, widths):
     assert all(p.grad is not None for p in head.parameters())
 
 
-@pytest.mark.parametrize("num_stages", [2, 3])
+@pytest.mark.parametrize("num_stages,aux_kernel_size", [(2, 3), (3, 3), (3, 1)])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_fast_head_matches_a_functional_reference(num_stages, channels_last):
+def test_fast_head_matches_a_functional_reference(num_stages, aux_kernel_size, channels_last):
     """The reduced, narrowing head written out with F.conv2d, mmcv's RoIAlign
     per stage and the module's own weights, on NCHW tensors: values and
     gradients, whatever memory format the head runs in."""
@@ -273,7 +276,9 @@ def test_fast_head_matches_a_functional_reference(num_stages, channels_last):
     torch.manual_seed(0)
     head = FusionMaskHead(num_stages=num_stages, num_convs=1, in_channels=32,
                           conv_out_channels=32, num_classes=3, channel_ratio=0.5, aux_channels=8,
+                          aux_kernel_size=aux_kernel_size,
                           channels_last=channels_last).double()
+    assert all(m.conv.kernel_size == (aux_kernel_size,) * 2 for m in head.aux_convs)
     head.init_weights()
     feats, p2, rois = make_inputs(channels=32)
     feats = feats.double().requires_grad_()

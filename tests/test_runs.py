@@ -1,6 +1,7 @@
-"""`brefine train` and `brefine eval` as a user runs them.
+"""`brefine train`, `brefine eval` and the accuracy harness as a user runs them.
 
-Real processes and real signals: Ctrl-C or SIGTERM ends runs KILLED, a second live run
+Real processes and real signals: Ctrl-C or SIGTERM ends runs KILLED (and a stopped
+harness leaves no Ray process behind), a second live run
 of one name is refused, a failure inside training ends in one line naming the
 worker log, a run that cannot be placed says so and gives up, and checkpoints
 never run code. (A search beside another Ray: tests/test_search.py.)
@@ -8,6 +9,7 @@ never run code. (A search beside another Ray: tests/test_search.py.)
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,6 +113,44 @@ def test_sigterm_ends_the_run_killed_as_ctrl_c_does(tiny_data, tmp_path):
     wait_until_validated(tmp_path, run)
     run.send_signal(signal.SIGTERM)
     assert_ended_killed(run, tmp_path, timeout=60)
+
+
+def processes_mentioning(text):
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(
+                    errors="replace"):
+                found.append(int(proc.name))
+        except OSError:  # ended meanwhile
+            pass
+    return found
+
+
+def test_a_stopped_accuracy_harness_ends_its_runs_killed_and_leaves_no_ray_behind(tmp_path):
+    """The harness leaves with os._exit (its trainings' threads cannot be
+    stopped), which runs no exit handler: it must shut its local Ray down itself."""
+    harness = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"),
+         "--variants", "mask-rcnn", "--seeds", "0", "--max-iters", "400",
+         "--set", "train_cfg.val_interval=2", "--work-dir", str(tmp_path),
+         "--results", str(tmp_path / "results")],
+        cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def validated():
+        return any("eval/coco/segm_mAP" in r.data.metrics for r in runs(tmp_path)[1])
+
+    wait_for(validated, proc=harness)
+    harness.send_signal(signal.SIGTERM)
+    out, err = harness.communicate(timeout=120)
+    assert harness.returncode == 130, out[-2000:] + err[-2000:]
+    _, found = runs(tmp_path)
+    assert sorted(r.info.status for r in found) == ["KILLED", "KILLED"]  # parent and child
+    temp_dir = re.search(r"logs in ([^\s)]+)", out).group(1)
+    deadline = time.time() + 30
+    while (left := processes_mentioning(temp_dir)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes of the harness's Ray outlived it: {left}"
 
 
 def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tmp_path):

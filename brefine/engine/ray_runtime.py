@@ -77,6 +77,18 @@ def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def stop_ray(timeout_s: float = 30.0) -> None:
+    """``ray.shutdown()``, given at most ``timeout_s``: for a driver about to
+    leave with ``os._exit`` (whose threads are still inside ``fit()``), which
+    runs no exit handler. Without it a local Ray's dashboard and runtime-env
+    agents outlive the driver, orphaned."""
+    import ray
+
+    stopper = threading.Thread(target=ray.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(timeout_s)
+
+
 def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
     import ray
 

@@ -54,7 +54,13 @@ class FusionMaskHead(FCNMaskHead):
     width at each ×2 upsampling, as RefineMask does, so every stage costs about
     the same; ``aux_channels=c`` first reduces P2 to c channels with a 1×1 conv,
     once per image, so the auxiliary RoIAligns and 3×3 convs read c channels
-    instead of C_in.
+    instead of C_in. ``aux_kernel_size=1`` makes the auxiliary convs 1×1
+    (a deviation from the paper's 3×3): they run on bilinear samples of P2,
+    which at 56×56 put 3 to 14 samples on each P2 pixel for RoIs of 80 to
+    16 px,
+    so a 3×3 window spans under one P2 pixel there and adds mostly cost
+    (in the tiny head the last stage's 3×3 aux conv is 7 of 23 M
+    multiply-adds per RoI).
 
     Training targets are cropped at S×S whatever ``mask_size`` the train config
     says, and the loss is the boundary-weighted BCE (Eq. 2) with the band width
@@ -70,6 +76,7 @@ class FusionMaskHead(FCNMaskHead):
         channel_ratio: C_k = C_0 · ratio^k (at least ``MIN_STAGE_WIDTH``).
         aux_channels: channels P2 is reduced to before the auxiliary line
             (None: no reduction).
+        aux_kernel_size: kernel of the auxiliary convs (the paper: 3).
         use_residual_aware: False replaces each module by a 1×1 conv to the
             next width (identity at constant width; Table 3).
         aux_featmap_stride: stride of the feature map the auxiliary line reads
@@ -102,6 +109,7 @@ class FusionMaskHead(FCNMaskHead):
                  boundary_ratio: float = DEFAULT_BOUNDARY_RATIO,
                  channel_ratio: float = 1.0,
                  aux_channels: Optional[int] = None,
+                 aux_kernel_size: int = 3,
                  use_residual_aware: bool = True,
                  aux_featmap_stride: int = 4,
                  channels_last: bool = True,
@@ -112,6 +120,8 @@ class FusionMaskHead(FCNMaskHead):
             raise ValueError(f"num_stages must be in 1..{MAX_STAGES}, got {num_stages}")
         if inference_chunk_mib <= 0:
             raise ValueError(f"inference_chunk_mib must be positive, got {inference_chunk_mib}")
+        if aux_kernel_size < 1 or aux_kernel_size % 2 == 0:
+            raise ValueError(f"aux_kernel_size must be odd and positive, got {aux_kernel_size}")
         if not 0 < channel_ratio <= 1:
             raise ValueError(f"channel_ratio must be in (0, 1], got {channel_ratio}")
         kwargs.pop("upsample_cfg", None)
@@ -141,8 +151,8 @@ class FusionMaskHead(FCNMaskHead):
             aux_in = aux_channels
         self.aux_spatial_scale = 1 / aux_featmap_stride
         self.aux_convs = ModuleList(
-            ConvModule(aux_in, width, 3, padding=1, conv_cfg=self.conv_cfg,
-                       norm_cfg=self.norm_cfg)
+            ConvModule(aux_in, width, aux_kernel_size, padding=aux_kernel_size // 2,
+                       conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg)
             for width in widths)
         next_widths = widths[1:] + widths[-1:]
         self.stage_modules = ModuleList(
