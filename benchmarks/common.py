@@ -2,8 +2,13 @@
 
 Each case runs in its own Python process so that its peak memory is honest:
 on CPU the process's RSS high-water mark above what it held before the case
-started, on CUDA the allocator's peak. Times are medians over repeats after
-warm-up, with the device synchronised.
+started, on CUDA the allocator's peak. A time is the fastest of the repeats
+after warm-up, with the device synchronised: on a shared machine interference
+only ever adds time, so the minimum is the least noisy estimate of what a
+step costs (timeit's advice). With medians, one run on this project's VMs had
+BRefine with 1×1 auxiliary convs train 1.4× slower than with the 3×3 convs it
+is a subset of; :func:`run_rounds` also interleaves the cases, so that a slow
+spell does not fall on one of them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import json
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def measure(step: Callable[[], None], device: str, repeats: int, warmup: int = 1) -> dict:
-    """Median seconds per call of ``step`` and peak extra memory (MiB)."""
+    """Fastest seconds per call of ``step`` and peak extra memory (MiB)."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device == "cuda":
@@ -43,7 +47,7 @@ def measure(step: Callable[[], None], device: str, repeats: int, warmup: int = 1
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:  # ru_maxrss is in KiB on Linux
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-    return dict(seconds=statistics.median(times), peak_mib=peak)
+    return dict(seconds=min(times), peak_mib=peak)
 
 
 def run_case(script: str, case: dict) -> dict:
@@ -51,6 +55,17 @@ def run_case(script: str, case: dict) -> dict:
     out = subprocess.run([sys.executable, script, "--child", json.dumps(case)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_rounds(script: str, cases: list[dict], rounds: int) -> list[list[dict]]:
+    """Each case ``rounds`` times, round-robin, each in a fresh process: a slow
+    spell of the machine then falls on every case alike instead of on one.
+    Returns, per case, its results of each round."""
+    results: list[list[dict]] = [[] for _ in cases]
+    for _ in range(rounds):
+        for case, own in zip(cases, results):
+            own.append(run_case(script, case))
+    return results
 
 
 def child_entry(run: Callable[[dict], dict]) -> bool:

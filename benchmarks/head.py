@@ -16,7 +16,7 @@ Every head runs in both memory layouts, and ``× FCN`` compares within one
 layout: NCHW, and channels-last (the fusion head's default: its
 ``channels_last`` option; the FCN head follows the layout of its input). On
 CUDA the channels-last heads run under fp16 autocast.
-Usage: ``python benchmarks/head.py [--repeats N] [--stages 1 2 3 4]``; writes
+Usage: ``python benchmarks/head.py [--repeats N] [--rounds N] [--stages 1 2 3 4]``; writes
 benchmarks/results/head.md. Targets for the 3-stage head: ≤ 1.5× the FCN
 head's time and ≤ 2× its memory.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import child_entry, devices, measure, run_case, write_table  # noqa: E402
+from common import child_entry, devices, measure, run_rounds, write_table  # noqa: E402
 
 NUM_ROIS = 64
 CHANNELS = 256
@@ -108,14 +108,18 @@ and the 1–2 stage agreement with our full stages is a coincidence we do not
 claim. At constant width, time and memory grow 3–5× per stage with the output
 area; halving the width at each ×2 upsampling keeps every stage at about the
 cost of the first. `× FCN` compares with the FCN head on the same device and
-precision and in the same memory layout, measured in the same run.
+precision and in the same memory layout, measured in the same run. Times are
+the fastest of the rounds × repeats, the cases interleaved round by round;
+peak memory is the largest. `fast-1x1` swaps the auxiliary 3×3 convs for 1×1.
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fresh processes per case, the cases interleaved")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
     rows = []
@@ -125,9 +129,11 @@ def main() -> None:
         for amp, layout in settings:
             cases = [dict(variant="fcn", num_stages=0)] + [
                 dict(variant=v, num_stages=n) for v in args.variants for n in args.stages]
-            results = [run_case(__file__, dict(c, device=device, amp=amp, layout=layout,
-                                               repeats=args.repeats))
-                       for c in cases]
+            rounds = run_rounds(__file__, [dict(c, device=device, amp=amp, layout=layout,
+                                                repeats=args.repeats) for c in cases],
+                                args.rounds)
+            results = [dict(runs[0], seconds=min(r["seconds"] for r in runs),
+                            peak_mib=max(r["peak_mib"] for r in runs)) for runs in rounds]
             fcn = results[0]
             for case, res in zip(cases, results):
                 name = "FCN (Mask R-CNN)" if case["variant"] == "fcn" else \

@@ -22,7 +22,8 @@ mask heads train on as many positives as in real training (the table counts
 them): that is the state a training run spends its time in.
 
 Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]
-[--fit-iters N] [--fit-scales tiny r50] [--detections N]``; writes
+[--fit-iters N] [--fit-scales tiny r50] [--detections N] [--rounds N]
+[--fit-dir DIR]``; writes
 benchmarks/results/train_step.md. Targets: a BRefine training iteration
 ≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
 """
@@ -31,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import statistics
 import sys
 import tempfile
@@ -39,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import child_entry, devices, measure, run_case, write_table  # noqa: E402
+from common import child_entry, devices, measure, run_case, run_rounds, write_table  # noqa: E402
 
 SCALES = {
     "tiny": dict(size=128, batch=4, configs=("mask-rcnn_tiny_synthetic", "brefine_tiny_synthetic")),
@@ -133,15 +136,31 @@ def run(case: dict) -> dict:
                 mask_rois=statistics.median(mask_rois))
 
 
-def time_case(case: dict) -> dict:
-    """Time a case in a fresh process; a fitted one is fitted in another first,
-    so that the timed process's peak memory is its own, not the fit's."""
+def fitted_weights(case: dict, fit_dir: Path) -> tuple[dict, dict]:
+    """(case to time, fit record): a fitted case is fitted in a process of its
+    own first, so that the timed processes' peak memory is their own. The
+    weights are kept in ``fit_dir`` under the case's fit settings and reused."""
     if not case["fit_iters"]:
-        return run_case(__file__, case)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = str(Path(tmp) / "fitted.pth")
-        fitted = run_case(__file__, {**case, "fit_to": weights})
-        return {**run_case(__file__, {**case, "weights": weights}), **fitted}
+        return case, {}
+    fit = {k: case[k] for k in ("device", "amp", "scale", "config", "overrides", "fit_iters")}
+    key = hashlib.sha1(json.dumps(fit, sort_keys=True).encode()).hexdigest()[:16]
+    weights, record = fit_dir / f"{key}.pth", fit_dir / f"{key}.json"
+    if not (weights.exists() and record.exists()):
+        result = run_case(__file__, {**case, "fit_to": str(weights)})
+        record.write_text(json.dumps(result))
+    return {**case, "weights": str(weights)}, json.loads(record.read_text())
+
+
+def time_cases(cases: list[dict], rounds: int, fit_dir: Path) -> list[dict]:
+    """Per case: the fastest training step and inference over ``rounds``
+    interleaved fresh processes, the largest peak memory, the median RoIs."""
+    prepared = [fitted_weights(case, fit_dir) for case in cases]
+    timed = run_rounds(__file__, [case for case, _ in prepared], rounds)
+    return [dict(fit, train_s=min(r["train_s"] for r in runs),
+                 train_mib=max(r["train_mib"] for r in runs),
+                 images_per_s=max(r["images_per_s"] for r in runs),
+                 mask_rois=statistics.median(r["mask_rois"] for r in runs))
+            for (_, fit), runs in zip(prepared, timed)]
 
 
 def main() -> None:
@@ -154,7 +173,15 @@ def main() -> None:
                         help="scales timed in the fitted state too (r50 on CPU: hours)")
     parser.add_argument("--detections", type=int, default=100,
                         help="detections kept per image at inference, for every model")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh processes per case, the cases interleaved")
+    parser.add_argument("--fit-dir", type=Path, default=None,
+                        help="keep the fitted weights here and reuse them (default: a "
+                             "temporary folder; clear it after changing a model)")
     args = parser.parse_args()
+    temporary = tempfile.TemporaryDirectory()
+    fit_dir = args.fit_dir or Path(temporary.name)
+    fit_dir.mkdir(parents=True, exist_ok=True)
     states = [(scale, fit_iters) for scale in args.scales
               for fit_iters in ((0, args.fit_iters) if args.fit_iters and scale in args.fit_scales
                                 else (0,))]
@@ -165,10 +192,11 @@ def main() -> None:
                 baseline, brefine = SCALES[scale]["configs"]
                 cases = [("Mask R-CNN", baseline, {}),
                          *((name, brefine, heads) for name, heads in BREFINE_HEADS.items())]
-                results = [time_case(dict(device=device, amp=amp, scale=scale, config=config,
-                                          overrides=overrides, repeats=args.repeats,
-                                          fit_iters=fit_iters, detections=args.detections))
-                           for _, config, overrides in cases]
+                results = time_cases(
+                    [dict(device=device, amp=amp, scale=scale, config=config,
+                          overrides=overrides, repeats=args.repeats, fit_iters=fit_iters,
+                          detections=args.detections) for _, config, overrides in cases],
+                    args.rounds, fit_dir)
                 base = results[0]
                 for (name, config, _), res in zip(cases, results):
                     rows.append({
@@ -188,8 +216,10 @@ def main() -> None:
                 ["device", "precision", "scale", "state", "model", "config", "mask RoIs/iter",
                  "train s/iter", "× Mask R-CNN",
                  "train peak", "inference img/s", "× Mask R-CNN img/s"], rows,
-                f"Inference keeps {args.detections} detections per image for every model. Same batch, "
-                "same process layout (one fresh process per case), medians of the repeats.")
+                f"Inference keeps {args.detections} detections per image for every model. "
+                "Same batch, same process layout (one fresh process per case and round, "
+                f"{args.rounds} rounds interleaved); times are the fastest of "
+                f"{args.rounds} × {args.repeats} repeats, peak memory the largest.")
 
 
 if __name__ == "__main__":
