@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = ScaleOptions(num_workers=1).resolved(concurrent_runs=args.parallel)
     lock = threading.Lock()
     running: dict[str, str] = {}  # MLflow run id -> run name, of the trainings under way
+    interrupted = threading.Event()
     first = prepare_run(*variant_overrides(todo[0][0], args.max_iters, extra),
                         work_dir=args.work_dir)
     client, parent_id = open_parent_run(first, args.name, command, schedule)
@@ -280,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = trainer.fit()
         except Exception as err:
+            if interrupted.is_set():  # Ray shut down under it: the run is KILLED already
+                raise RuntimeError(f"{run_name} interrupted") from None
             client.set_terminated(run_id, "FAILED")
             raise RuntimeError(f"{run_name} failed: {describe_failure(err)}") from None
         finally:
@@ -308,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {err}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         # the trainings' threads cannot be stopped: record every run as ended, then leave
+        interrupted.set()
         for run_id in list(running):
             client.set_terminated(run_id, "KILLED")
         client.set_terminated(parent_id, "KILLED")
