@@ -80,8 +80,8 @@ def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print
 def stop_ray(timeout_s: float = 30.0) -> None:
     """``ray.shutdown()``, given at most ``timeout_s``: for a driver about to
     leave with ``os._exit`` (whose threads are still inside ``fit()``), which
-    runs no exit handler. Without it a local Ray's dashboard and runtime-env
-    agents outlive the driver, orphaned."""
+    runs no exit handler. A local Ray's dashboard and runtime-env agents
+    were once seen to outlive such a driver, orphaned."""
     import ray
 
     stopper = threading.Thread(target=ray.shutdown, daemon=True)
