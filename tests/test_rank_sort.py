@@ -87,3 +87,31 @@ def test_float32_and_shape_check():
     torch.testing.assert_close(g32.double(), g64, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="same shape"):
         RankSort.apply(logits, labels[:-1], 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_logits_are_ranked_in_float32(dtype):
+    """Under autocast a head's logits arrive in fp16 or bf16. A positive outranked
+    by 70 000 negatives has a count past fp16's largest value (65 504), and bf16
+    (8-bit mantissa) cannot tell 70 000 from 70 100; the loss must still equal the
+    float64 loop, even where autocast would run its matmuls in bf16."""
+    g = torch.Generator().manual_seed(11)
+    num_pos, num_neg = 6, 70_000
+    logits = torch.cat([torch.randn(num_pos, generator=g),
+                        torch.randn(num_neg, generator=g) + 1]).to(dtype)
+    labels = torch.cat([torch.rand(num_pos, generator=g) * 0.9 + 0.1, torch.zeros(num_neg)])
+    x = logits.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ranking, sorting = rank_sort_loss(x, labels)
+    # as a GradScaler would: without a scale, the negatives' gradients
+    # (~1e-6 each) are fp16 subnormals
+    scale = 2.0 ** 16
+    ((ranking + sorting) * scale).backward()
+    assert ranking.dtype == sorting.dtype == torch.float32 and x.grad.dtype == dtype
+    ref_r, ref_s, ref_g = reference_rank_sort(logits.double(), labels.double(), 0.5)
+    assert torch.isfinite(ranking) and ranking > 0.9  # most negatives outrank the positives
+    torch.testing.assert_close(ranking.double(), ref_r, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(sorting.double(), ref_s, rtol=1e-5, atol=1e-7)
+    # the gradient is rounded once, to the logits' dtype
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(x.grad.double() / scale, ref_g, rtol=eps, atol=1e-12)

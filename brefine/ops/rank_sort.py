@@ -16,7 +16,15 @@ Here the same quantities come from three observations:
 Cost O((N + P) log N + P²) time and O(N + P²) memory; no N×P matrix is ever
 formed, and the results equal the per-positive loop up to float rounding
 (prefix sums are accumulated in float64 so that differences of large sums
-stay exact at N = 200 000; everything else runs in the logits' dtype).
+stay exact at N = 200 000; everything else runs in float32, or in the
+logits' dtype when that is wider).
+
+Mixed precision: under fp16 autocast a head's logits arrive in float16,
+whose largest finite value is 65 504; a positive's rank counts the negatives
+scored above it, and an RPN has 10⁵–10⁶ anchors per batch, so an fp16 count
+overflows to inf and the loss to NaN (as do matmuls that autocast would run
+in fp16). The loss therefore always works in at least float32 with autocast
+off, and hands the gradient back in the logits' own dtype.
 
 Labels follow the RS convention: IoU in (0, 1] for positives, 0 for
 negatives, −1 (any negative value) for ignored entries.
@@ -88,8 +96,9 @@ def _rank_sort_forward(logits: Tensor, labels: Tensor, delta: float
                        ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (ranking loss, sorting loss, identity-update gradient).
 
-    Work happens in the logits' dtype; only prefix sums (and the differences
-    taken from them) run in float64, where cancellation would otherwise bite.
+    Work happens in the logits' dtype (float32 or wider, see
+    :func:`rank_sort_loss`); only prefix sums (and the differences taken from
+    them) run in float64, where cancellation would otherwise bite.
     """
     dtype = logits.dtype
     grad = torch.zeros_like(logits)
@@ -151,6 +160,7 @@ class RankSort(torch.autograd.Function):
 
     Forward: ``logits`` (N,) and ``labels`` (N,) (IoU > 0 positive, 0 negative,
     < 0 ignored) → (ranking loss, sorting loss), scalars in the logits' dtype.
+    Call it through :func:`rank_sort_loss`, which gives it float32 or wider.
     Backward: the identity-update gradient, divided by the number of positives,
     times the incoming gradient of the *ranking* output. The two outputs are
     meant to be added with equal weight: the stored gradient already contains
@@ -175,5 +185,11 @@ class RankSort(torch.autograd.Function):
 
 
 def rank_sort_loss(logits: Tensor, labels: Tensor, delta: float = 0.5) -> tuple[Tensor, Tensor]:
-    """Functional form of :class:`RankSort`; inputs of any shape are flattened."""
-    return RankSort.apply(logits.reshape(-1), labels.reshape(-1).to(logits.dtype), delta)
+    """Functional form of :class:`RankSort`; inputs of any shape are flattened.
+
+    float16 / bfloat16 logits (autocast) are computed in float32 with autocast
+    off: the losses come back in float32, the gradient in the logits' dtype.
+    """
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    with torch.autocast(logits.device.type, enabled=False):
+        return RankSort.apply(logits.reshape(-1).to(dtype), labels.reshape(-1).to(dtype), delta)
