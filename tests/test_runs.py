@@ -177,6 +177,7 @@ def test_failure_inside_training_is_one_line_naming_the_worker_log(tiny_data, tm
 
 @pytest.mark.parametrize("args,message", [
     (["--num-workers", "0"], "--num-workers"),
+    (["--amp"], "--amp"),
     (["--storage", "/proc/no-such-place"], "--storage"),
     (["--set", "boundary_lambda=1e999"], "boundary_lambda"),
     (["--name", "it's"], "--name"),
@@ -195,6 +196,28 @@ def test_bad_train_input_is_one_line_exit_2_before_ray(args, message, tiny_data,
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1, err
     assert "Ray:" not in out and not ray.is_initialized()
+
+
+def test_amp_switches_the_optim_wrapper_and_keeps_the_recipe(tiny_data, tmp_path):
+    """--amp is MMDetection's --amp: AmpOptimWrapper with dynamic loss scaling,
+    merged into the config's optim_wrapper (optimizer and clipping kept); --set wins."""
+    import argparse
+
+    from brefine.configs import load_config
+    from brefine.engine.launch import add_run_options, launch_from_args
+
+    parser = argparse.ArgumentParser()
+    add_run_options(parser, name_help="")
+    common = ["--data-root", tiny_data, "--work-dir", str(tmp_path), "--gpus-per-worker", "1"]
+    plain = load_config("brefine_tiny_synthetic").optim_wrapper
+    launch = launch_from_args(parser.parse_args([*common, "--amp"]), "brefine_tiny_synthetic")
+    wrapper = load_config(launch.spec.config, launch.spec.overrides).optim_wrapper
+    assert wrapper.type == "AmpOptimWrapper" and wrapper.loss_scale == "dynamic"
+    assert wrapper.optimizer == plain.optimizer and wrapper.clip_grad == plain.clip_grad
+    assert plain.type == "OptimWrapper"
+    launch = launch_from_args(parser.parse_args(
+        [*common, "--amp", "--set", "optim_wrapper.loss_scale=512.0"]), "brefine_tiny_synthetic")
+    assert load_config(launch.spec.config, launch.spec.overrides).optim_wrapper.loss_scale == 512
 
 
 class RunsCode:

@@ -29,6 +29,7 @@ SEARCH = ROOT / "tune" / "search.py"
     (["--name", "it's"], "--name"),
     (["--name", "../escape"], "--name"),
     (["--num-workers", "0"], "--num-workers"),
+    (["--amp"], "--amp"),
     (["--storage", "/proc/forbidden"], "--storage"),
     (["--scheduler", "pbt", "--search-alg", "optuna"], "--scheduler pbt"),
     (["--scheduler", "pbt", "--set", "boundary_lambda=1", "--set", "rpn_weight=0.2"],

@@ -218,10 +218,11 @@ def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
     cfg.merge_from_dict(dict(cfg.get("dataset_model_settings") or {}))
     overrides = dict(overrides or {})
     data_root = overrides.pop("data_root", data_root)
-    for key in overrides:
+    # in order, each key checked against the config as merged so far: a key
+    # that one override adds (--amp's optim_wrapper.loss_scale) can be set by a later one
+    for key, value in overrides.items():
         _check_key_exists(cfg, key)
-    if overrides:
-        cfg.merge_from_dict(overrides)
+        cfg.merge_from_dict({key: value})
     if data_root is not None:
         apply_data_root(cfg, data_root)
     return apply_hyperparameters(cfg)

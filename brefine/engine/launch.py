@@ -30,6 +30,12 @@ from .tracking import (TrackingError, connect, default_artifact_location, defaul
                        validate_run_name)
 from .trainer import ScaleOptions, resolve_storage
 
+# Mixed precision the MMDetection way (its tools/train.py --amp): fp16
+# autocast around the forward and the losses, dynamic loss scaling. The
+# Rank & Sort loss runs in float32 inside it (brefine.ops.rank_sort).
+# (merged into the config's optim_wrapper: its optimizer and clipping stay)
+AMP_OVERRIDES = {"optim_wrapper": dict(type="AmpOptimWrapper", loss_scale="dynamic")}
+
 # datasets whose annotation files `brefine data check` understands (LVIS json
 # names images by URL and is checked by the lvis package when it loads)
 COCO_FORMAT_DATASETS = ("CocoDataset", "CityscapesDataset")
@@ -183,6 +189,9 @@ def add_run_options(parser: argparse.ArgumentParser, name_help: str) -> None:
     parser.add_argument("--max-failures", type=int, default=0,
                         help="restarts from the last checkpoint after a worker or node dies "
                              "(-1: no limit)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision: fp16 autocast with dynamic loss scaling "
+                             "(MMEngine's AmpOptimWrapper); needs --gpus-per-worker > 0")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="load checkpoints (--set load_from=...) even when they hold types "
@@ -204,13 +213,18 @@ def launch_from_args(args: argparse.Namespace, config: str, name_prefix: str = "
     """Validate the shared options and prepare the run; nothing of Ray runs yet.
 
     ``defaults``: the caller's overrides, applied over the ``--max-iters``
-    schedule; the command line's ``--set`` wins over them.
+    schedule and ``--amp``; the command line's ``--set`` wins over them.
     ``concurrent_runs``: runs at once (a search's trials), which share a local Ray's CPUs.
     Raises ConfigError, DatasetCheckError or TrackingError naming what is wrong.
     """
     overrides = {}
     if args.max_iters is not None:
         overrides.update(schedule_overrides(load_config(config), args.max_iters))
+    if args.amp:
+        if not args.gpus_per_worker > 0:
+            raise ConfigError("--amp needs GPUs (--gpus-per-worker > 0): mixed precision is "
+                              "CUDA fp16 autocast, which CPU workers do not run")
+        overrides.update(AMP_OVERRIDES)
     overrides.update(defaults or {})
     overrides.update(parse_overrides(args.overrides))
     scale = ScaleOptions(num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
