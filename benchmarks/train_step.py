@@ -8,9 +8,11 @@ SGD step) and predicts on it, each case in a fresh process (``common.py``):
 
 BRefine runs with the configs' fusion head and, for comparison, with the
 paper's constant-width head (``channel_ratio=1``, ``aux_channels=None``) and
-with 1×1 auxiliary convs (``aux_kernel_size=1``). Inference keeps
-``--detections`` per image for every model (score threshold 0; default 100,
-as COCO evaluation), so the mask heads see the same number of RoIs.
+with 1×1 auxiliary convs (``aux_kernel_size=1``). Inference is timed once
+for each of ``--detections`` per image, the same for every model (score
+threshold 0, so the mask heads see the same number of RoIs): 100 as COCO
+evaluation keeps, and 20, what the tiny configs keep for scenes of at most
+4 objects. The mask head's share of inference grows with that number.
 CPU rows always; CUDA rows (fp32 and AMP) when a GPU is present.
 
 Two states per model. At random init ("init") the RPN's proposals hardly
@@ -22,7 +24,7 @@ mask heads train on as many positives as in real training (the table counts
 them): that is the state a training run spends its time in.
 
 Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]
-[--fit-iters N] [--fit-scales tiny r50] [--detections N] [--rounds N]
+[--fit-iters N] [--fit-scales tiny r50] [--detections N ...] [--rounds N]
 [--fit-dir DIR]``; writes
 benchmarks/results/train_step.md. Targets: a BRefine training iteration
 ≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
@@ -57,14 +59,13 @@ BREFINE_HEADS = {  # row name → overrides of the BRefine config
 WARMUP_ITERS = 50  # linear warm-up of the fit, as the tiny schedule's
 
 
-def build(config: str, overrides: dict, device: str, detections: int):
-    """(model, config) at random init, keeping ``detections`` per image."""
+def build(config: str, overrides: dict, device: str):
+    """(model, config) at random init; inference keeps every detection's score."""
     from brefine.configs import load_config
     from brefine.models.build import build_detector
 
     overrides = {**overrides, "model.backbone.init_cfg": None,
-                 "model.test_cfg.rcnn.score_thr": 0.0,
-                 "model.test_cfg.rcnn.max_per_img": detections}
+                 "model.test_cfg.rcnn.score_thr": 0.0}
     torch.manual_seed(0)
     cfg = load_config(config, overrides)
     return build_detector(cfg).to(device), cfg
@@ -97,7 +98,7 @@ def run(case: dict) -> dict:
     from brefine.data.toy import toy_batch
 
     device, scale = case["device"], SCALES[case["scale"]]
-    model, cfg = build(case["config"], case["overrides"], device, case["detections"])
+    model, cfg = build(case["config"], case["overrides"], device)
     batch = toy_batch(scale["batch"], size=scale["size"], seed=1)
     if case.get("fit_to"):
         loss = fit(model, cfg, batch, case["fit_iters"])
@@ -105,9 +106,9 @@ def run(case: dict) -> dict:
         return dict(fit_loss=loss)
     if case.get("weights"):
         model.load_state_dict(torch.load(case["weights"], map_location=device))
-    mask_rois = []
+    mask_rois = {True: [], False: []}  # training → RoIs per call of the mask head
     model.roi_head.mask_head.register_forward_pre_hook(
-        lambda module, args: mask_rois.append(args[0].shape[0]) if module.training else None)
+        lambda module, args: mask_rois[module.training].append(args[0].shape[0]))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     autocast = torch.autocast("cuda", dtype=torch.float16) if case["amp"] else \
         contextlib.nullcontext()
@@ -130,10 +131,18 @@ def run(case: dict) -> dict:
             model(**model.data_preprocessor(batch, training=False), mode="predict")
 
     train = measure(train_step, device, repeats=case["repeats"])
-    infer = measure(predict, device, repeats=case["repeats"])
+    images_per_s, detections_per_image = {}, {}
+    for detections in case["detections"]:
+        model.roi_head.test_cfg.max_per_img = detections
+        mask_rois[False].clear()
+        images_per_s[detections] = scale["batch"] / measure(predict, device,
+                                                            repeats=case["repeats"])["seconds"]
+        # one mask head call per prediction (warm-up and repeats)
+        detections_per_image[detections] = sum(mask_rois[False]) / (
+            (case["repeats"] + 1) * scale["batch"])
     return dict(train_s=train["seconds"], train_mib=train["peak_mib"],
-                images_per_s=scale["batch"] / infer["seconds"],
-                mask_rois=statistics.median(mask_rois))
+                images_per_s=images_per_s, detections_per_image=detections_per_image,
+                mask_rois=statistics.median(mask_rois[True]))
 
 
 def fitted_weights(case: dict, fit_dir: Path) -> tuple[dict, dict]:
@@ -156,9 +165,14 @@ def time_cases(cases: list[dict], rounds: int, fit_dir: Path) -> list[dict]:
     interleaved fresh processes, the largest peak memory, the median RoIs."""
     prepared = [fitted_weights(case, fit_dir) for case in cases]
     timed = run_rounds(__file__, [case for case, _ in prepared], rounds)
+    # JSON turned the per-detection-count keys into strings
     return [dict(fit, train_s=min(r["train_s"] for r in runs),
                  train_mib=max(r["train_mib"] for r in runs),
-                 images_per_s=max(r["images_per_s"] for r in runs),
+                 images_per_s={int(n): max(r["images_per_s"][n] for r in runs)
+                               for n in runs[0]["images_per_s"]},
+                 detections_per_image={int(n): statistics.median(
+                     r["detections_per_image"][n] for r in runs)
+                     for n in runs[0]["detections_per_image"]},
                  mask_rois=statistics.median(r["mask_rois"] for r in runs))
             for (_, fit), runs in zip(prepared, timed)]
 
@@ -171,8 +185,9 @@ def main() -> None:
                         help="training steps on the batch before the fitted state is timed")
     parser.add_argument("--fit-scales", nargs="*", choices=list(SCALES), default=["tiny"],
                         help="scales timed in the fitted state too (r50 on CPU: hours)")
-    parser.add_argument("--detections", type=int, default=100,
-                        help="detections kept per image at inference, for every model")
+    parser.add_argument("--detections", type=int, nargs="+", default=[100, 20],
+                        help="detections kept per image at inference, for every model; "
+                             "inference is timed for each")
     parser.add_argument("--rounds", type=int, default=3,
                         help="fresh processes per case, the cases interleaved")
     parser.add_argument("--fit-dir", type=Path, default=None,
@@ -199,7 +214,7 @@ def main() -> None:
                     args.rounds, fit_dir)
                 base = results[0]
                 for (name, config, _), res in zip(cases, results):
-                    rows.append({
+                    row = {
                         "device": device, "precision": "AMP fp16" if amp else "fp32",
                         "scale": f"{scale} ({SCALES[scale]['size']} px × {SCALES[scale]['batch']})",
                         "state": f"fitted ({fit_iters} its, loss {res['fit_loss']:.2f})"
@@ -209,17 +224,23 @@ def main() -> None:
                         "train s/iter": f"{res['train_s']:.3f}",
                         "× Mask R-CNN": f"{res['train_s'] / base['train_s']:.2f}",
                         "train peak": f"{res['train_mib']:.0f} MiB",
-                        "inference img/s": f"{res['images_per_s']:.2f}",
-                        "× Mask R-CNN img/s": f"{res['images_per_s'] / base['images_per_s']:.2f}",
-                    })
+                    }
+                    for n in args.detections:
+                        row[f"img/s, {n} det"] = (f"{res['images_per_s'][n]:.2f} "
+                                                  f"({res['detections_per_image'][n]:.0f}/img)")
+                        row[f"× Mask R-CNN, {n} det"] = \
+                            f"{res['images_per_s'][n] / base['images_per_s'][n]:.2f}"
+                    rows.append(row)
     write_table("train_step", "Whole model: training iteration and inference, BRefine vs Mask R-CNN",
                 ["device", "precision", "scale", "state", "model", "config", "mask RoIs/iter",
-                 "train s/iter", "× Mask R-CNN",
-                 "train peak", "inference img/s", "× Mask R-CNN img/s"], rows,
-                f"Inference keeps {args.detections} detections per image for every model. "
-                "Same batch, same process layout (one fresh process per case and round, "
-                f"{args.rounds} rounds interleaved); times are the fastest of "
-                f"{args.rounds} × {args.repeats} repeats, peak memory the largest.")
+                 "train s/iter", "× Mask R-CNN", "train peak",
+                 *(f"{what}, {n} det" for n in args.detections
+                   for what in ("img/s", "× Mask R-CNN"))], rows,
+                "Inference keeps the same number of detections per image for every model "
+                "(score threshold 0; `img/s, N det` at N kept, with the mean actually kept "
+                "per image in brackets). Same batch, same process layout (one fresh process "
+                f"per case and round, {args.rounds} rounds interleaved); times are the "
+                f"fastest of {args.rounds} × {args.repeats} repeats, peak memory the largest.")
 
 
 if __name__ == "__main__":
