@@ -5,10 +5,8 @@ on CPU the process's RSS high-water mark above what it held before the case
 started, on CUDA the allocator's peak. A time is the fastest of the repeats
 after warm-up, with the device synchronised: on a shared machine interference
 only ever adds time, so the minimum is the least noisy estimate of what a
-step costs (timeit's advice). With medians, one run on this project's VMs had
-the R50 BRefine with 1×1 auxiliary convs train slower than with the 3×3 convs
-it is a subset of (``results/train_step_unsettled.md``); :func:`run_rounds`
-also interleaves the cases, so that a slow spell does not fall on one of them.
+step costs (timeit's advice). :func:`run_rounds` also interleaves the cases,
+so that a slow spell of the machine does not fall on one of them alone.
 """
 
 from __future__ import annotations
