@@ -31,9 +31,9 @@ from .tracking import (TrackingError, connect, default_artifact_location, defaul
 from .trainer import ScaleOptions, resolve_storage
 
 # Mixed precision the MMDetection way (its tools/train.py --amp): fp16
-# autocast around the forward and the losses, dynamic loss scaling. The
-# Rank & Sort loss runs in float32 inside it (brefine.ops.rank_sort).
-# (merged into the config's optim_wrapper: its optimizer and clipping stay)
+# autocast around the forward and the losses, dynamic loss scaling, merged
+# into the config's optim_wrapper so that its optimizer and clipping stay.
+# The Rank & Sort loss runs in float32 inside it (brefine.ops.rank_sort).
 AMP_OVERRIDES = {"optim_wrapper": dict(type="AmpOptimWrapper", loss_scale="dynamic")}
 
 # datasets whose annotation files `brefine data check` understands (LVIS json
