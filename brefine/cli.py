@@ -57,11 +57,14 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
     try:
         out = write_synthetic_dataset(args.out, images=args.images, val_images=args.val_images,
-                                      seed=args.seed, num_classes=args.classes, size=args.size)
+                                      test_images=args.test_images, seed=args.seed,
+                                      num_classes=args.classes, size=args.size,
+                                      family=args.family)
     except ValueError as err:  # argument out of range; the message names it
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote the synthetic dataset to {out} (annotations/train.json, annotations/val.json)")
+    print(f"wrote the synthetic {args.family} dataset to {out} "
+          "(annotations/train.json, val.json, test.json)")
     return 0
 
 
@@ -187,7 +190,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config, weights = model_and_weights(args, out_dir)
     try:
         metrics, table = evaluate(config, weights, out_dir, parse_overrides(args.overrides),
-                                  args.data_root, trust_checkpoint=args.trust_checkpoint)
+                                  args.data_root, trust_checkpoint=args.trust_checkpoint,
+                                  split=args.split)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -267,6 +271,7 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from brefine.data.families import FAMILIES
     from brefine.engine.launch import add_run_options
 
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
@@ -285,11 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "its last checkpoint, in the same MLflow run")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation set")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's val or test set")
     _add_model_args(ev)
     ev.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
     ev.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                     help="override a config key (dotted path), repeatable")
+    ev.add_argument("--split", choices=("val", "test"), default="val",
+                    help="the config's val set (design choices) or test set (reported "
+                         "numbers); default val")
     ev.add_argument("--out-dir", default="work_dirs/eval",
                     help="where metrics.json and per_class.parquet go (default: work_dirs/eval)")
     ev.set_defaults(func=cmd_eval)
@@ -341,11 +349,21 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="write the built-in synthetic COCO-format dataset")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--images", type=int, default=1000, help="training images (default 1000)")
+    synth.add_argument("--family", default="shapes", choices=sorted(FAMILIES),
+                       help="scene family (default shapes, the data the configs were designed "
+                            "on; see brefine.data.families)")
+    synth.add_argument("--images", type=int, default=None,
+                       help="training images (default: the family's, 1000 for shapes, 400 "
+                            "for the others)")
     synth.add_argument("--val-images", type=int, default=None,
-                       help="validation images (default max(16, images // 10))")
+                       help="validation images (default: the family's, or max(16, images // 10) "
+                            "with --images)")
+    synth.add_argument("--test-images", type=int, default=None,
+                       help="test images (default: the family's, or max(16, images // 10) "
+                            "with --images)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--classes", type=int, default=5, help="shape classes, 1-5 (default 5)")
+    synth.add_argument("--classes", type=int, default=None,
+                       help="classes, 1-5 (default 5)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.set_defaults(func=cmd_data_synth)
     cityscapes = data_sub.add_parser(

@@ -1,13 +1,14 @@
 """The built-in synthetic benchmark, written as a COCO-format dataset.
 
-``write_synthetic_dataset(out, ...)`` writes::
+``write_synthetic_dataset(out, family=...)`` writes::
 
-    out/images/{train,val}_000000.png
-    out/annotations/train.json, val.json      (COCO instances, masks as RLE)
+    out/images/{train,val,test}_000000.png
+    out/annotations/train.json, val.json, test.json   (COCO instances, masks as RLE)
 
 Deterministic by seed: image i of a split draws from its own generator seeded
-with (seed, split, i), so the same arguments give byte-identical files and a
-larger ``images`` extends a dataset rather than reshuffling it.
+with (seed, split, i) and the family's key (:mod:`brefine.data.families`), so
+the same arguments give byte-identical files, the splits are disjoint, and a
+larger split extends a dataset rather than reshuffling it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from .shapes import SHAPE_CLASSES, render_scene
+from .families import DATASET_VERSION, SPLITS, Family, get_family
+from .shapes import render_scene
 from .toy import masks_to_boxes
 
-DATASET_VERSION = 4
-SPLIT_SEEDS = {"train": 0, "val": 1}
+__all__ = ["DATASET_VERSION", "default_synthetic_root", "synthetic_cache_path",
+           "write_synthetic_dataset"]
 
 
 def _annotations(masks: np.ndarray, labels: np.ndarray, image_id: int, first_id: int) -> list:
@@ -38,62 +40,84 @@ def _annotations(masks: np.ndarray, labels: np.ndarray, image_id: int, first_id:
     return anns
 
 
-def write_split(out: Path, split: str, num_images: int, seed: int, num_classes: int,
-                size: int) -> dict:
+def _image_rng(family: Family, seed: int, split: str, index: int) -> np.random.Generator:
+    # shapes' images predate families: their seeds keep v4's form
+    parts = [seed, SPLITS.index(split), index] + ([family.key] if family.key else [])
+    return np.random.default_rng(parts)
+
+
+def write_split(out: Path, family: Family, split: str, num_images: int, seed: int,
+                num_classes: int, size: int) -> dict:
+    """Write one split's images and ``annotations/<split>.json``; returns the COCO dict."""
     images, annotations = [], []
     for i in range(num_images):
-        rng = np.random.default_rng([seed, SPLIT_SEEDS[split], i])
-        scene = render_scene(rng, size, num_classes)
+        scene = render_scene(_image_rng(family, seed, split, i), size, num_classes, family.style)
         name = f"{split}_{i:06d}.png"
         Image.fromarray(scene.image).save(out / "images" / name)
         image_id = i + 1
         images.append(dict(id=image_id, file_name=name, height=size, width=size))
         annotations += _annotations(scene.masks, scene.labels, image_id, len(annotations) + 1)
     coco = dict(
-        info=dict(description="BRefine synthetic shapes", version=DATASET_VERSION,
-                  seed=seed, split=split),
+        info=dict(description=f"BRefine synthetic {family.name}", version=DATASET_VERSION,
+                  family=family.name, seed=seed, split=split),
         images=images, annotations=annotations,
-        categories=[dict(id=k + 1, name=SHAPE_CLASSES[k], supercategory="shape")
+        categories=[dict(id=k + 1, name=family.classes[k], supercategory=family.name)
                     for k in range(num_classes)])
     (out / "annotations" / f"{split}.json").write_text(json.dumps(coco))
     return coco
 
 
-def write_synthetic_dataset(out: str | Path, images: int = 1000, val_images: int | None = None,
-                            seed: int = 0, num_classes: int = 5, size: int = 128) -> Path:
-    """Write train (``images``) and val (default max(16, images // 10)) splits under ``out``."""
-    if images < 1:
+def write_synthetic_dataset(out: str | Path, images: int | None = None,
+                            val_images: int | None = None, test_images: int | None = None,
+                            seed: int = 0, num_classes: int | None = None, size: int = 128,
+                            family: str = "shapes") -> Path:
+    """Write the train, val and test splits of ``family`` under ``out``.
+
+    Split sizes default to the family's; with ``images`` given, val and test
+    default to max(16, images // 10) each.
+
+    Raises:
+        ValueError: an unknown family, or a size, count or class count out of range.
+    """
+    fam = get_family(family)
+    num_classes = len(fam.classes) if num_classes is None else num_classes
+    if images is not None and images < 1:
         raise ValueError(f"images must be >= 1, got {images}")
-    if not 1 <= num_classes <= len(SHAPE_CLASSES):
-        raise ValueError(f"classes must be in 1..{len(SHAPE_CLASSES)}, got {num_classes}")
+    if not 1 <= num_classes <= len(fam.classes):
+        raise ValueError(f"classes must be in 1..{len(fam.classes)}, got {num_classes}")
     if size < 32:
         raise ValueError(f"size must be >= 32 px, got {size}")
+    held_out = None if images is None else max(16, images // 10)
+    counts = {"train": images, "val": val_images if val_images is not None else held_out,
+              "test": test_images if test_images is not None else held_out}
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    write_split(out, "train", images, seed, num_classes, size)
-    write_split(out, "val", val_images if val_images is not None else max(16, images // 10),
-                seed, num_classes, size)
+    for split in SPLITS:
+        count = fam.images[split] if counts[split] is None else counts[split]
+        write_split(out, fam, split, count, seed, num_classes, size)
     return out
 
 
-def synthetic_cache_path(cache_dir: str | Path | None = None, images: int = 1000,
-                         seed: int = 0) -> Path:
+def synthetic_cache_path(cache_dir: str | Path | None = None, images: int | None = None,
+                         seed: int = 0, family: str = "shapes") -> Path:
     from brefine.paths import cache_dir as default_cache
 
+    count = get_family(family).images["train"] if images is None else images
+    prefix = "synthetic" if family == "shapes" else f"synthetic-{family}"
     return Path(cache_dir or default_cache()) / "datasets" / \
-        f"synthetic-v{DATASET_VERSION}-n{images}-s{seed}"
+        f"{prefix}-v{DATASET_VERSION}-n{count}-s{seed}"
 
 
-def default_synthetic_root(cache_dir: str | Path | None = None, images: int = 1000,
-                           seed: int = 0) -> Path:
-    """Where the demo and the embedded search keep the dataset; written once when missing."""
-    root = synthetic_cache_path(cache_dir, images, seed)
-    if not (root / "annotations" / "val.json").is_file():
+def default_synthetic_root(cache_dir: str | Path | None = None, images: int | None = None,
+                           seed: int = 0, family: str = "shapes") -> Path:
+    """Where the demo, the search and the accuracy harness keep a family; written once."""
+    root = synthetic_cache_path(cache_dir, images, seed, family)
+    if not (root / "annotations" / "test.json").is_file():
         # written aside and renamed, so an interrupted run leaves no half dataset
         partial = root.with_name(root.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        write_synthetic_dataset(partial, images=images, seed=seed)
+        write_synthetic_dataset(partial, images=images, seed=seed, family=family)
         shutil.rmtree(root, ignore_errors=True)
         partial.rename(root)
     return root

@@ -1,4 +1,4 @@
-"""``brefine eval``: a config's evaluators on its validation set, for one checkpoint.
+"""``brefine eval``: a config's evaluators on its validation or test set, for one checkpoint.
 
 Writes ``metrics.json`` (every number the config's evaluators report) and
 ``per_class.parquet`` (segm AP, boundary AP and instance count per class,
@@ -48,8 +48,13 @@ def per_class_table(ann_file: str, segm_json: str, dilation_ratio: float = 0.02)
 
 def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optional[dict] = None,
              data_root: Optional[str] = None, trust_checkpoint: bool = False,
-             log=print) -> tuple[dict, "object"]:
-    """Run the validation set through ``checkpoint``; returns (metrics, per-class table).
+             log=print, split: str = "val") -> tuple[dict, "object"]:
+    """Run the ``split`` set ("val" or "test") through ``checkpoint``; returns
+    (metrics, per-class table).
+
+    Design choices are made on val; test is for the numbers reported. A
+    config whose test set is its val set (COCO's, say) evaluates the same
+    images either way.
 
     The data is found as ``brefine train`` finds it (the built-in dataset is
     generated into the cache when missing, ``s3://`` roots are mirrored) and
@@ -64,26 +69,28 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
                                             load_weights_strictly)
     from brefine.engine.launch import resolve_data
 
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = fetch_checkpoint(checkpoint, out_dir)
     cfg, _ = resolve_data(config, overrides, data_root)
-    preflight(cfg, sections=("val_dataloader",))
+    preflight(cfg, sections=(f"{split}_dataloader",))
     cfg.work_dir = str(out_dir)
     cfg.load_from = None  # loaded below, strictly and safely
-    cfg.test_dataloader = cfg.val_dataloader
-    coco = find_evaluator(cfg, COCO_METRICS)
+    cfg.test_dataloader = cfg[f"{split}_dataloader"]
+    cfg.test_evaluator = cfg[f"{split}_evaluator"]
+    coco = find_evaluator(cfg, COCO_METRICS, "test_evaluator")
     if coco is None:
         raise ValueError(f"config {config} has no COCO metric evaluator to take detections from")
     coco["outfile_prefix"] = str(out_dir / "detections")  # keeps detections.segm.json
-    boundary = find_evaluator(cfg, "BoundaryAPMetric") or {}
-    cfg.test_evaluator = cfg.val_evaluator
+    boundary = find_evaluator(cfg, "BoundaryAPMetric", "test_evaluator") or {}
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
     cfg.custom_imports = dict(imports=["brefine.models", "brefine.evaluation"],
                               allow_failed_imports=False)
 
     install_safe_loader(trust=trust_checkpoint)
-    log(f"evaluating {checkpoint} on {len(_image_ids(coco['ann_file']))} validation images "
+    log(f"evaluating {checkpoint} on {len(_image_ids(coco['ann_file']))} {split} images "
         f"({cfg.data_root})")
     runner = Runner.from_cfg(cfg)
     load_weights_strictly(runner, checkpoint)
