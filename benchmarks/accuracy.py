@@ -183,7 +183,7 @@ def _evaluate_on_test(config: str, overrides: dict, data_root: str, checkpoint: 
                       out_dir: str) -> dict:
     import torch
 
-    from brefine.evaluation.evaluate import evaluate
+    from brefine.apis.evaluate import evaluate
 
     torch.set_num_threads(1)
     metrics, _ = evaluate(config, checkpoint, out_dir, overrides, data_root,
@@ -193,7 +193,7 @@ def _evaluate_on_test(config: str, overrides: dict, data_root: str, checkpoint: 
 
 def test_metrics(config: str, overrides: dict, data_root: str, checkpoint, out_dir: Path) -> dict:
     """The trained model's metrics on the test split, evaluated in a fresh process."""
-    from brefine.engine.checkpoints import CHECKPOINT_FILE
+    from brefine.checkpoints import CHECKPOINT_FILE
 
     with checkpoint.as_directory() as folder, ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -333,7 +333,7 @@ def open_parent_run(spec, name: str, command: str, schedule: str) -> tuple[Any, 
     """The harness's MLflow parent run, continued when it exists."""
     from mlflow.entities import Param
 
-    from brefine.engine.tracking import connect, environment_tags, open_run
+    from brefine.tracking.runs import connect, environment_tags, open_run
 
     client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
     run_id, existed = open_run(client, experiment_id, name,
@@ -375,10 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     from brefine.configs import load_config, parse_overrides
     from brefine.data.families import get_family
     from brefine.data.synthetic import DATASET_VERSION, default_synthetic_root
-    from brefine.engine.launch import prepare_run
-    from brefine.engine.ray_runtime import start_ray, stop_ray
-    from brefine.engine.tracking import environment_tags, open_run
-    from brefine.engine.trainer import ScaleOptions, build_trainer, describe_failure
+    from brefine.driver.launch import prepare_run
+    from brefine.driver.ray_cluster import start_ray, stop_ray
+    from brefine.tracking.runs import environment_tags, open_run
+    from brefine.driver.trainer import ScaleOptions, build_trainer, describe_failure
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from brefine.engine.base_detector import base_detector
+from tune.warm_start import base_detector
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_trained_once_then_cached_without_the_mask_head(tiny_data, tmp_path):
 
 def test_the_key_follows_the_base_files_not_only_the_config_file(tiny_data, tmp_path):
     """A schedule's lr lives in a ``_base_`` file: changing it is another base."""
-    from brefine.engine.base_detector import _key
+    from tune.warm_start import _key
 
     config = tmp_path / "tiny.py"
     config.write_text("_base_ = ['./schedule.py']\nmodel = dict(type='MaskRCNN')\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from brefine.engine.checkpoints import CheckpointError, load_checkpoint_file
+from brefine.checkpoints import CheckpointError, load_checkpoint_file
 
 
 class RunsCode:

@@ -67,7 +67,7 @@ def test_no_credentials_in_the_cluster_files():
 
 
 def test_mlflow_server_command_stays_on_loopback(tmp_path):
-    from brefine.engine.mlflow_server import server_command
+    from brefine.tracking.server import server_command
 
     command = server_command(f"sqlite:///{tmp_path}/db/mlflow.db", "s3://bucket/mlflow")
     assert command[1] == "server"
@@ -95,7 +95,7 @@ def test_image_matches_the_pinned_torch():
 
 
 def test_smoke_command_on_cpu():
-    from brefine.engine.smoke import smoke
+    from brefine.apis.smoke import smoke
 
     lines = []
     record = smoke("cpu", log=lines.append)
@@ -104,7 +104,7 @@ def test_smoke_command_on_cpu():
 
 
 def test_only_head_local_stores_are_relayed(monkeypatch):
-    from brefine.engine.mlflow_relay import RELAY_ENV, is_head_local, should_relay
+    from brefine.tracking.relay import RELAY_ENV, is_head_local, should_relay
 
     assert is_head_local("http://127.0.0.1:5000") and is_head_local("http://localhost:5000")
     assert is_head_local("sqlite:////root/mlflow.db")

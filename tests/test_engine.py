@@ -10,10 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from brefine.engine.launch import prepare_run
-from brefine.engine.ray_runtime import start_ray
-from brefine.engine.tracking import TrackingError, connect, open_run
-from brefine.engine.trainer import ScaleOptions, build_trainer
+from brefine.driver.launch import prepare_run
+from brefine.driver.ray_cluster import start_ray
+from brefine.tracking.runs import TrackingError, connect, open_run
+from brefine.driver.trainer import ScaleOptions, build_trainer
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from mmengine.config import Config
 
-from brefine.engine.checkpoints import CheckpointError
-from brefine.engine.model_registry import fetch_model, register_model
+from brefine.checkpoints import CheckpointError
+from brefine.tracking.registry import fetch_model, register_model
 
 
 @pytest.fixture()

@@ -204,7 +204,7 @@ def test_amp_switches_the_optim_wrapper_and_keeps_the_recipe(tiny_data, tmp_path
     import argparse
 
     from brefine.configs import load_config
-    from brefine.engine.launch import add_run_options, launch_from_args
+    from brefine.driver.launch import add_run_options, launch_from_args
 
     parser = argparse.ArgumentParser()
     add_run_options(parser, name_help="")

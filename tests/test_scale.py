@@ -4,7 +4,7 @@ import pytest
 
 from brefine.configs import ConfigError
 from brefine.engine import trainer
-from brefine.engine.trainer import ScaleOptions, build_trainer
+from brefine.driver.trainer import ScaleOptions, build_trainer
 
 
 def test_a_local_ray_shares_its_cpus_among_the_workers_of_concurrent_runs(monkeypatch):

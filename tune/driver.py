@@ -20,7 +20,7 @@ from typing import Any, Optional
 from ray.tune import Callback
 
 from brefine.configs import HYPERPARAMETERS, ConfigError, load_config, warmup_overrides
-from brefine.engine.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow_ui_hint, run_lock
+from brefine.driver.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow_ui_hint, run_lock
 
 from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
                      write_beside_results)
@@ -158,8 +158,8 @@ def run_search(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
     from ray import tune as ray_tune
 
-    from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
-    from brefine.engine.tracking import connect, environment_tags, flat_params, log_dataset_inputs
+    from brefine.driver.ray_cluster import ResourceWaitWatcher, is_local, start_ray
+    from brefine.tracking.runs import connect, environment_tags, flat_params, log_dataset_inputs
 
     spec, search, storage = launch.spec, launch.name, launch.storage
     cfg = spec.cfg
@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
 
     base = None
     if is_embedded(args):
-        from brefine.engine.base_detector import base_detector
+        from tune.warm_start import base_detector
 
         base = base_detector(spec.config, {}, spec.data_root or str(cfg.data_root),
                              EMBEDDED["base_iters"])
@@ -301,8 +301,8 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int, 
 def register_best(client, parent_id: str, trial_id: str, spec, best: dict
                   ) -> Optional[tuple[str, str]]:
     """Register the best trial's last checkpoint; (models:/ URI, checkpoint URI) or None."""
-    from brefine.engine.checkpoints import fetch_checkpoint
-    from brefine.engine.model_registry import register_model
+    from brefine.checkpoints import fetch_checkpoint
+    from brefine.tracking.registry import register_model
 
     experiment_id = client.get_run(parent_id).info.experiment_id
     child = find_child(client, experiment_id, parent_id, trial_id)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from ray.tune import Callback
 
-from brefine.engine.tracking import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, TrackingError,
+from brefine.tracking.runs import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, TrackingError,
                                      find_run, storage_uri)
 
 SEARCH_TAG = "brefine.search"

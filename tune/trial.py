@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from brefine.configs import HYPERPARAMETERS, load_config
-from brefine.engine.launch import RunSpec
-from brefine.engine.tracking import (PARENT_TAG, TRIAL_TAG, connect, environment_tags,
+from brefine.driver.launch import RunSpec
+from brefine.tracking.runs import (PARENT_TAG, TRIAL_TAG, connect, environment_tags,
                                      log_dataset_inputs)
-from brefine.engine.trainer import ScaleOptions
+from brefine.driver.trainer import ScaleOptions
 
 from .runs import SEARCH_TAG, find_child
 
@@ -56,7 +56,7 @@ def train_run_name(search: str, trial_id: str, checkpoint: Optional[Any] = None)
     A trial restarted from a Tune checkpoint needs a name of its own: under
     the old one Ray would resume the old run's latest checkpoint.
     """
-    from brefine.engine.tune_reporting import checkpoint_run_suffix
+    from tune.trial_reporting import checkpoint_run_suffix
 
     return f"{search}-train-{trial_id}{checkpoint_run_suffix(checkpoint)}"
 
@@ -64,8 +64,8 @@ def train_run_name(search: str, trial_id: str, checkpoint: Optional[Any] = None)
 def run_trial(hyper: dict, setup: TrialSetup) -> None:
     from ray import tune
 
-    from brefine.engine.trainer import build_trainer
-    from brefine.engine.tune_reporting import fit_reporting_to_tune
+    from brefine.driver.trainer import build_trainer
+    from tune.trial_reporting import fit_reporting_to_tune
 
     trial_id = tune.get_context().get_trial_id()
     restore = tune.get_checkpoint()

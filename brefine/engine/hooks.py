@@ -11,7 +11,7 @@ from typing import Any, Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from .checkpoints import CHECKPOINT_FILE
+from brefine.checkpoints import CHECKPOINT_FILE
 
 
 def numeric_metrics(metrics: Optional[dict]) -> dict[str, float]:
@@ -119,8 +119,8 @@ class MLflowTrackingHook(Hook):
     def before_run(self, runner) -> None:
         from mlflow.tracking import MlflowClient
 
-        from .mlflow_relay import open_client
-        from .tracking import environment_tags, flat_params
+        from brefine.tracking.relay import open_client
+        from brefine.tracking.runs import environment_tags, flat_params
 
         self.client = open_client(self.tracking_uri)
         run = self.client.get_run(self.run_id)
@@ -182,7 +182,7 @@ class MLflowTrackingHook(Hook):
         self._log_metrics(scalars, step)
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
-        from .artifacts import log_validation_artifacts
+        from .validation_artifacts import log_validation_artifacts
 
         self._log_metrics(numeric_metrics({f"eval/{k}": v for k, v in (metrics or {}).items()}),
                           runner.iter)

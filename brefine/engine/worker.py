@@ -3,7 +3,7 @@
 ``train_loop_per_worker(config)`` is a plain function. Ray has already
 created the process group (gloo on CPU, NCCL on GPU) when it runs; the Runner
 sees it initialised and uses it. Scaling, storage and failure handling live
-in the trainer's configs (:mod:`brefine.engine.trainer`), not here.
+in the trainer's configs (:mod:`brefine.driver.trainer`), not here.
 
 ``config`` keys:
     config, overrides, data_root: what :func:`brefine.configs.load_config` takes.
@@ -31,7 +31,7 @@ from typing import Any, Optional
 from brefine.configs import COCO_METRICS, HYPERPARAMETERS, find_evaluator, load_config
 from brefine.data.remote import localize_data_root
 
-from .checkpoints import CHECKPOINT_FILE, install_safe_loader
+from brefine.checkpoints import CHECKPOINT_FILE, install_safe_loader
 from .ddp import DeviceAwareDDP
 from .hooks import MLflowTrackingHook, RayTrainReportHook
 

@@ -51,8 +51,8 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
     from pycocotools import mask as mask_utils
 
     from brefine.configs import load_config
-    from brefine.engine.artifacts import _matplotlib, _overlay
-    from brefine.engine.checkpoints import CheckpointError, load_checkpoint_file
+    from brefine.visualization import overlay_masks, pyplot
+    from brefine.checkpoints import CheckpointError, load_checkpoint_file
     from brefine.models.build import build_detector
 
     paths = collect_images(images)
@@ -70,7 +70,7 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
                         if t["type"] != "LoadAnnotations"])
     classes = cfg.get("metainfo", {}).get("classes") or \
         state.get("meta", {}).get("dataset_meta", {}).get("classes") or ()
-    plt = _matplotlib()
+    plt = pyplot()
     results = []
     done = 0
     for batch in _batches(list(enumerate(paths, 1)), batch_size):
@@ -98,7 +98,7 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
             fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
             names = [f"{classes[c] if c < len(classes) else c} {s:.2f}"
                      for c, s in zip(labels, scores)]
-            _overlay(ax, image, masks, names, [plt.cm.tab10(k % 10) for k in range(len(masks))])
+            overlay_masks(ax, image, masks, names, [plt.cm.tab10(k % 10) for k in range(len(masks))])
             fig.savefig(out_dir / "overlays" / f"{path.stem}.png", dpi=100, bbox_inches="tight")
             plt.close(fig)
         done += len(batch)

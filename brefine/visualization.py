@@ -1,20 +1,16 @@
-"""What a run leaves in MLflow beside its metrics: figures and tables.
+"""Figures: masks over images, and training curves.
 
 * :func:`prediction_figure`: validation images, ground truth beside the
   predictions, filled translucent masks, class names and scores, and each
   mask's boundary band drawn, where boundary errors show;
 * :func:`loss_curves_figure`: raw and balanced task losses and the balancing
   factors λ_k;
-* :func:`log_validation_artifacts`: both figures and the per-class table,
-  logged by rank 0 at every validation (before the validation is reported,
-  so a trial that a scheduler stops right after still has them).
+* :func:`overlay_masks`: the drawing both of them, and ``brefine predict``, use.
+
+Matplotlib runs headless (Agg); nothing here logs or writes files.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,7 +18,8 @@ SCORE_THRESHOLD = 0.3
 BAND_RATIO = 0.01  # drawn boundary band: 1% of the image diagonal, at least 1 px
 
 
-def _matplotlib():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,8 +28,9 @@ def _matplotlib():
     return plt
 
 
-def _overlay(ax, image: np.ndarray, masks: np.ndarray, labels: list[str], colours) -> None:
-    """Filled translucent masks, their boundary bands opaque, a label at each mask."""
+def overlay_masks(ax, image: np.ndarray, masks: np.ndarray, labels: list[str], colours) -> None:
+    """Draw ``image`` (H, W, 3) uint8 on ``ax`` with ``masks`` (N, H, W) filled
+    translucent, their boundary bands opaque, and ``labels[i]`` at mask i."""
     import torch
 
     from brefine.ops.boundary import boundary_region
@@ -68,7 +66,7 @@ def prediction_figure(model, dataset, num_images: int = 4, score_thr: float = SC
     from mmengine.dataset import pseudo_collate
     from PIL import Image
 
-    plt = _matplotlib()
+    plt = pyplot()
     classes = dataset.metainfo.get("classes", ())
     num_images = min(num_images, len(dataset))
     samples = [dataset[i] for i in range(num_images)]
@@ -97,7 +95,7 @@ def prediction_figure(model, dataset, num_images: int = 4, score_thr: float = SC
                 (axes[row, 1], pred_masks, pred_labels,
                  f"predicted, score ≥ {score_thr}: {len(pred_masks)}")):
             colours = [plt.cm.tab10(k % 10) for k in range(len(masks))]
-            _overlay(ax, image, masks, labels, colours)
+            overlay_masks(ax, image, masks, labels, colours)
             ax.set_title(title, fontsize=8)
     fig.suptitle("filled: masks; opaque edge: boundary band", fontsize=8)
     fig.tight_layout()
@@ -106,7 +104,7 @@ def prediction_figure(model, dataset, num_images: int = 4, score_thr: float = SC
 
 def loss_curves_figure(history: dict[str, list[tuple[int, float]]]):
     """Losses (balanced, and raw task losses dashed) and the balancing factors λ_k."""
-    plt = _matplotlib()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for key, points in sorted(history.items()):
         name = key.removeprefix("train/")
@@ -121,36 +119,3 @@ def loss_curves_figure(history: dict[str, list[tuple[int, float]]]):
         if ax.lines:
             ax.legend(fontsize=7)
     return fig
-
-
-def _log_figure(client: Any, run_id: str, fig, name: str) -> None:
-    plt = _matplotlib()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        client.log_artifact(run_id, str(path), "figures")
-    plt.close(fig)
-
-
-def log_validation_artifacts(client: Any, run_id: str, runner, history: dict) -> None:
-    """Figures and the per-class table of the validation that just ended."""
-    from brefine.configs import COCO_METRICS, find_evaluator
-    from brefine.evaluation.evaluate import per_class_table
-
-    if history:
-        _log_figure(client, run_id, loss_curves_figure(history), "loss_curves.png")
-    _log_figure(client, run_id, prediction_figure(runner.model, runner.val_dataloader.dataset),
-                "predictions.png")
-    coco = find_evaluator(runner.cfg, COCO_METRICS)
-    detections = Path(runner.work_dir) / "detections.segm.json"
-    if coco is None or not detections.is_file():
-        return
-    boundary = find_evaluator(runner.cfg, "BoundaryAPMetric") or {}
-    table = per_class_table(coco["ann_file"], str(detections),
-                            boundary.get("dilation_ratio", 0.02))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "per_class.parquet"
-        table.to_parquet(path)
-        client.log_artifact(run_id, str(path), "evaluation")
-    # the same table as JSON, which the MLflow UI shows as a table
-    client.log_table(run_id, data=table, artifact_file="evaluation/per_class.json")

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 from brefine.configs import ConfigError
 
-from .worker import train_loop_per_worker
+from brefine.engine.worker import train_loop_per_worker
 
 
 @dataclass
@@ -54,7 +54,7 @@ class ScaleOptions:
         """
         if self.cpus_per_worker is not None:
             return self
-        from .ray_runtime import is_local
+        from .ray_cluster import is_local
 
         if not is_local():
             return replace(self, cpus_per_worker=1.0)
@@ -108,7 +108,7 @@ def build_trainer(train_config: dict[str, Any], scale: ScaleOptions, name: str,
             name=name,
             storage_path=storage_path,
             # a worker group that cannot be placed within the start timeout
-            # ($RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, brefine.engine.ray_runtime)
+            # ($RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, brefine.driver.ray_cluster)
             # fails the run; Ray's default retries such starts for ever
             failure_config=FailureConfig(max_failures=scale.max_failures,
                                          controller_failure_limit=0),

@@ -3,7 +3,7 @@
 ``mlflow server`` with a SQLite (or PostgreSQL) backend and artifacts proxied
 to a destination (``s3://bucket/prefix`` on a cluster), bound to loopback:
 the driver on the head reaches it directly, workers on other nodes through the
-head (:mod:`brefine.engine.mlflow_relay`), and a user through an SSH tunnel.
+head (:mod:`brefine.tracking.relay`), and a user through an SSH tunnel.
 Artifacts go through the server, so only the head needs S3 write access;
 credentials come from the AWS chain of the server process, never from args.
 """
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .mlflow_relay import LOOPBACK_HOSTS
+from .relay import LOOPBACK_HOSTS
 
 BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 

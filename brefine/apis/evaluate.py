@@ -14,38 +14,6 @@ from typing import Optional
 import numpy as np
 
 
-
-def _per_class_ap(evaluator, num_classes: int) -> list[float]:
-    """Mean precision over IoUs and recalls, all areas, most detections; NaN if no GT."""
-    precision = evaluator.eval["precision"]  # (iou, recall, class, area, max dets)
-    values = []
-    for k in range(num_classes):
-        p = precision[:, :, k, 0, -1]
-        p = p[p > -1]
-        values.append(float(p.mean()) if p.size else float("nan"))
-    return values
-
-
-def per_class_table(ann_file: str, segm_json: str, dilation_ratio: float = 0.02):
-    """pandas DataFrame: class, instances, segm_AP, boundary_AP (faster-coco-eval)."""
-    import pandas as pd
-
-    from .coco_eval import coco_api, evaluate_coco
-
-    gt = coco_api(ann_file)
-    cat_ids = sorted(gt.getCatIds())
-    names = [gt.loadCats(c)[0]["name"] for c in cat_ids]
-    counts = [len(gt.getAnnIds(catIds=[c], iscrowd=False)) for c in cat_ids]
-    detections = json.loads(Path(segm_json).read_text()) if Path(segm_json).is_file() else []
-    if not detections:
-        nan = [float("nan")] * len(cat_ids)
-        return pd.DataFrame(dict(cls=names, instances=counts, segm_AP=nan, boundary_AP=nan))
-    columns = {name: _per_class_ap(evaluate_coco(gt, detections, iou_type, dilation_ratio,
-                                                 cat_ids=cat_ids), len(cat_ids))
-               for name, iou_type in (("segm_AP", "segm"), ("boundary_AP", "boundary"))}
-    return pd.DataFrame(dict(cls=names, instances=counts, **columns))
-
-
 def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optional[dict] = None,
              data_root: Optional[str] = None, trust_checkpoint: bool = False,
              log=print, split: str = "val") -> tuple[dict, "object"]:
@@ -59,15 +27,16 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     The data is found as ``brefine train`` finds it (the built-in dataset is
     generated into the cache when missing, ``s3://`` roots are mirrored) and
     checked before the model is built; the checkpoint must hold every weight
-    of the config's model and only safe types (:mod:`brefine.engine.checkpoints`).
+    of the config's model and only safe types (:mod:`brefine.checkpoints`).
     """
     from mmengine.runner import Runner
 
     from brefine.configs import COCO_METRICS, find_evaluator
+    from brefine.evaluation.per_class import per_class_table
     from brefine.data.check import preflight
-    from brefine.engine.checkpoints import (fetch_checkpoint, install_safe_loader,
+    from brefine.checkpoints import (fetch_checkpoint, install_safe_loader,
                                             load_weights_strictly)
-    from brefine.engine.launch import resolve_data
+    from brefine.data.resolve import resolve_data
 
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")

@@ -23,10 +23,10 @@ from mmengine.config import Config
 from brefine.configs import (ConfigError, load_config, parse_overrides, resolve_config_path,
                              schedule_overrides)
 from brefine.data.check import DatasetCheckError, preflight
-from brefine.data.remote import is_s3_uri, localize_data_root
+from brefine.data.resolve import resolve_data
 
-from .checkpoints import CheckpointError
-from .tracking import (TrackingError, connect, default_artifact_location, default_tracking_uri,
+from brefine.checkpoints import CheckpointError
+from brefine.tracking.runs import (TrackingError, connect, default_artifact_location, default_tracking_uri,
                        validate_run_name)
 from .trainer import ScaleOptions, resolve_storage
 
@@ -71,30 +71,6 @@ class RunSpec:
             mlflow=None if run_id is None else dict(
                 tracking_uri=self.tracking_uri, run_id=run_id, params=params or {},
                 hyperparameter_metrics=hyperparameter_metrics))
-
-
-def resolve_data(config: str, overrides: Optional[dict] = None,
-                 data_root: Optional[str] = None) -> tuple[Config, Optional[str]]:
-    """The config with its data in place, and the data root workers are given.
-
-    A ``data_root`` in S3 (argument, override or the config's environment
-    variable) is synced to this node's cache (workers sync the same URI on
-    their own nodes). The built-in synthetic data is generated into the cache
-    when the config's default location has none, as every command finds it.
-    """
-    overrides = dict(overrides or {})
-    cfg = load_config(config, overrides, data_root)
-    if is_s3_uri(str(cfg.data_root).rstrip("/")):
-        data_root = str(cfg.data_root).rstrip("/")
-        overrides.pop("data_root", None)
-        cfg = load_config(config, overrides, localize_data_root(data_root))
-    if data_root is None and cfg.get("dataset_name") == "synthetic" and \
-            not (Path(cfg.data_root) / cfg.val_ann_file).is_file():
-        from brefine.data.synthetic import default_synthetic_root
-
-        data_root = str(default_synthetic_root())
-        cfg = load_config(config, overrides, data_root)
-    return cfg, data_root
 
 
 def prepare_run(config: str, overrides: Optional[dict] = None, data_root: Optional[str] = None,

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from .checkpoints import CheckpointError, load_checkpoint_file
+from brefine.checkpoints import CheckpointError, load_checkpoint_file
 
 MODEL_DIR = "model"
 WEIGHTS_FILE = "weights.pth"

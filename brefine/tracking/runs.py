@@ -69,7 +69,7 @@ def connect(tracking_uri: str, experiment: str, artifact_location: str | None = 
             client: Any = None) -> tuple[MlflowClient, str]:
     """Client and experiment id (created if missing); fails fast if unreachable.
 
-    ``client``: use this one (e.g. a :class:`~brefine.engine.mlflow_relay.RelayedMlflowClient`)
+    ``client``: use this one (e.g. a :class:`~brefine.tracking.relay.RelayedMlflowClient`)
     instead of opening the URI from this process. Creating a local SQLite
     store runs MLflow's schema migrations, which two processes starting at
     once would run into each other: a file lock beside the database

@@ -38,7 +38,7 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from brefine.engine.toy_train import toy_train
+    from brefine.apis.toy_train import toy_train
 
     cfg = load_config(args.config, parse_overrides(args.overrides))
     print(f"training {args.config} for {args.iterations} iterations on toy batches "
@@ -85,13 +85,13 @@ def run_params(launch) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from brefine.engine.launch import launch_from_args, mlflow_ui_hint, run_lock
-    from brefine.engine.ray_runtime import ResourceWaitWatcher, is_local, start_ray
-    from brefine.engine.checkpoints import CHECKPOINT_FILE
-    from brefine.engine.model_registry import register_model
-    from brefine.engine.tracking import (connect, environment_tags, log_dataset_inputs, open_run,
+    from brefine.driver.launch import launch_from_args, mlflow_ui_hint, run_lock
+    from brefine.driver.ray_cluster import ResourceWaitWatcher, is_local, start_ray
+    from brefine.checkpoints import CHECKPOINT_FILE
+    from brefine.tracking.registry import register_model
+    from brefine.tracking.runs import (connect, environment_tags, log_dataset_inputs, open_run,
                                          storage_uri)
-    from brefine.engine.trainer import build_trainer, describe_failure, fit_in_background
+    from brefine.driver.trainer import build_trainer, describe_failure, fit_in_background
     from brefine.engine.worker import worker_log_path
 
     launch = launch_from_args(args, args.config)
@@ -168,9 +168,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def model_and_weights(args: argparse.Namespace, out_dir: Path) -> tuple[str, str]:
     """(config, weights) from CONFIG CHECKPOINT or a ``models:/NAME/VERSION`` URI."""
-    from brefine.engine.checkpoints import CheckpointError, fetch_checkpoint
-    from brefine.engine.model_registry import fetch_model, is_model_uri
-    from brefine.engine.tracking import default_tracking_uri
+    from brefine.checkpoints import CheckpointError, fetch_checkpoint
+    from brefine.tracking.registry import fetch_model, is_model_uri
+    from brefine.tracking.runs import default_tracking_uri
 
     if is_model_uri(args.config):
         tracking_uri = args.mlflow_uri or default_tracking_uri(args.work_dir)
@@ -183,7 +183,7 @@ def model_and_weights(args: argparse.Namespace, out_dir: Path) -> tuple[str, str
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from brefine.evaluation.evaluate import evaluate
+    from brefine.apis.evaluate import evaluate
 
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +202,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from brefine.engine.predict import collect_images, predict
+    from brefine.apis.predict import collect_images, predict
 
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from brefine.engine.submit import submit
+    from brefine.driver.submit import submit
 
     words = args.entrypoint[1:] if args.entrypoint[:1] == ["--"] else args.entrypoint
     entrypoint = " ".join(shlex.quote(a) for a in words)
@@ -245,7 +245,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from brefine.engine.smoke import smoke
+    from brefine.apis.smoke import smoke
 
     try:
         smoke(args.device)
@@ -258,7 +258,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_server(args: argparse.Namespace) -> int:
-    from brefine.engine.mlflow_server import exec_server, server_command
+    from brefine.tracking.server import exec_server, server_command
 
     try:
         command = server_command(args.backend_store_uri, args.artifacts_destination, args.host,
@@ -272,7 +272,7 @@ def cmd_mlflow_server(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from brefine.data.families import FAMILIES
-    from brefine.engine.launch import add_run_options
+    from brefine.driver.launch import add_run_options
 
     parser = argparse.ArgumentParser(prog="brefine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from brefine.engine.launch import INPUT_ERRORS
+    from brefine.driver.launch import INPUT_ERRORS
 
     try:
         return args.func(args)

@@ -43,7 +43,7 @@ def smoke(device: str = "cpu", log=print) -> dict:
     log(f"mmcv ops     RoIAlign and nms run on {device}")
 
     from brefine.configs import load_config
-    from brefine.engine.toy_train import toy_train
+    from brefine.apis.toy_train import toy_train
 
     started = time.perf_counter()
     record = next(toy_train(load_config("brefine_tiny_synthetic"), iterations=1, device=device,
