@@ -325,17 +325,17 @@ def write_curves(runs: list[dict], figure: Path) -> None:
     plt.close(fig)
 
 
-def spec_experiment_id(client, spec) -> str:
-    return client.get_experiment_by_name(spec.experiment).experiment_id
+def spec_experiment_id(client, run) -> str:
+    return client.get_experiment_by_name(run.experiment).experiment_id
 
 
-def open_parent_run(spec, name: str, command: str, schedule: str) -> tuple[Any, str]:
+def open_parent_run(run, name: str, command: str, schedule: str) -> tuple[Any, str]:
     """The harness's MLflow parent run, continued when it exists."""
     from mlflow.entities import Param
 
     from brefine.tracking.runs import connect, environment_tags, open_run
 
-    client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
+    client, experiment_id = connect(run.tracking_uri, run.experiment, run.artifact_location)
     run_id, existed = open_run(client, experiment_id, name,
                                tags={**environment_tags(), "brefine.role": "accuracy"},
                                description=command)
@@ -375,10 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     from brefine.configs import load_config, parse_overrides
     from brefine.data.families import get_family
     from brefine.data.synthetic import DATASET_VERSION, default_synthetic_root
-    from brefine.driver.launch import prepare_run
+    from brefine.driver.options import prepare
     from brefine.driver.ray_cluster import start_ray, stop_ray
+    from brefine.driver.trainer import build_trainer, describe_failure
     from brefine.tracking.runs import environment_tags, open_run
-    from brefine.driver.trainer import ScaleOptions, build_trainer, describe_failure
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -411,26 +411,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     start_ray()
-    # --parallel trainings at once share the CPUs: one thread each on 2 cores
-    scale = ScaleOptions(num_workers=1).resolved(concurrent_runs=args.parallel)
     lock = threading.Lock()
     running: dict[str, str] = {}  # MLflow run id -> run name, of the trainings under way
     interrupted = threading.Event()
     first_seed, first_family, first_variant = todo[0]
-    first = prepare_run(*family_overrides(first_variant, first_family),
-                        data_root=data_roots[first_family], work_dir=args.work_dir)
+    first, _ = prepare(*family_overrides(first_variant, first_family),
+                       data_root=data_roots[first_family], work_dir=args.work_dir)
     client, parent_id = open_parent_run(first, args.name, command,
                                         "; ".join(schedules.values()))
     experiment_id = spec_experiment_id(client, first)
 
     def train(index: int, seed: int, family: str, name: str) -> None:
         config, overrides = family_overrides(name, family)
-        spec = prepare_run(config, overrides, data_root=data_roots[family],
-                           work_dir=args.work_dir)
         schedule = schedules[family]
         tag = "" if family == "shapes" else f"-{family}"
         run_name = f"{args.name}{tag}-{name}-lr{lrs[name]:g}-seed{seed}"
         storage = Path(args.work_dir).resolve() / "ray_results"
+        # --parallel trainings at once share the CPUs: one thread each on 2 cores
+        run = prepare(config, overrides, data_root=data_roots[family], work_dir=args.work_dir,
+                      name=run_name, storage=str(storage), seed=seed,
+                      log_to_file=True)[0].resolved(concurrent_runs=args.parallel)
         resumed = " (resumed from its checkpoint)" if (storage / run_name).exists() else ""
         print(f"[{index}/{len(todo)}] {run_name}: {VARIANTS[name][3]}{resumed}", flush=True)
         started = time.time()
@@ -438,10 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                              tags={**environment_tags(), "brefine.variant": name},
                              description=f"{VARIANTS[name][3]}, seed {seed}: {command}")
         running[run_id] = run_name
-        trainer = build_trainer(
-            spec.worker_config(run_name, run_id, seed=seed, log_to_file=True,
-                               params={"variant": name, "schedule": schedule}),
-            scale, run_name, str(storage))
+        trainer = build_trainer(run, run.worker_config(
+            run_id, params={"variant": name, "schedule": schedule}))
         try:
             result = trainer.fit()
         except Exception as err:

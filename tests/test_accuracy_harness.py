@@ -36,9 +36,12 @@ def test_schedule_label_leaves_the_learning_rate_to_its_column(accuracy):
 def test_pending_skips_only_runs_at_the_same_learning_rate_and_schedule(accuracy):
     runs = [record("brefine", 0, 0.003, 0.2), record("brefine", 1, 0.02, 0.1),
             record("mask-rcnn", 0, 0.02, 0.3, schedule="other")]
-    todo = accuracy.pending(runs, "S", ["mask-rcnn", "brefine"], [0, 1],
+    todo = accuracy.pending(runs, {"shapes": "S", "thin": "T"}, ["mask-rcnn", "brefine"], [0, 1],
                             {"mask-rcnn": 0.02, "brefine": 0.003})
-    assert todo == [("mask-rcnn", 0), ("mask-rcnn", 1), ("brefine", 1)]
+    # seed by seed, family by family: a harness stopped early leaves every family a seed
+    assert todo == [(0, "shapes", "mask-rcnn"), (0, "thin", "mask-rcnn"), (0, "thin", "brefine"),
+                    (1, "shapes", "mask-rcnn"), (1, "shapes", "brefine"),
+                    (1, "thin", "mask-rcnn"), (1, "thin", "brefine")]
 
 
 def test_table_has_a_row_per_learning_rate_with_mean_and_sample_std(accuracy, tmp_path):
@@ -62,3 +65,22 @@ def test_each_variant_takes_its_configs_learning_rate_unless_one_is_set(accuracy
     # the Rank & Sort variants are built on the BRefine config, and share its recipe
     assert accuracy.variant_lr("mask-rcnn+rs", None, {}) == brefine_lr
     assert accuracy.variant_lr("brefine", None, {accuracy.LR_KEY: 0.005}) == 0.005
+
+
+def test_test_sections_report_test_numbers_and_val_sections_say_what_they_are(accuracy, tmp_path):
+    tested = [dict(record("brefine", seed, 0.02, val, schedule="T"), family="thin",
+                   test_metrics={"coco/segm_mAP": test, "coco/segm_mAP_m": -1.0},
+                   curve=[{"iteration": 200, "segm AP": val / 2, "boundary AP": 0.1},
+                          {"iteration": 400, "segm AP": val, "boundary AP": 0.2}])
+              for seed, val, test in ((0, 0.5, 0.4), (1, 0.7, 0.2))]
+    table = tmp_path / "accuracy.md"
+    accuracy.write_table([record("brefine", 0, 0.02, 0.9, schedule="V"), *tested], "cmd", table)
+    text = table.read_text()
+    # test first, with the test mean (0.3, not the val 0.6 or 0.9); -1 (no object of that
+    # size) is shown as missing, not averaged in
+    assert text.index("## T (test)") < text.index("## V (val, looked at while designing)")
+    test_row = next(line for line in text.split("## T (test)")[1].splitlines()
+                    if line.startswith("| brefine "))
+    cells = [c.strip() for c in test_row.strip("|").split("|")]
+    assert cells[4] == "0.300 ± 0.141" and cells[7] == "-" and cells[-1] == "0.600 ± 0.141"
+    assert (tmp_path / "accuracy_curves.png").stat().st_size > 0

@@ -67,6 +67,7 @@ def test_no_credentials_in_the_cluster_files():
 
 
 def test_mlflow_server_command_stays_on_loopback(tmp_path):
+    from brefine.tracking.runs import TrackingError
     from brefine.tracking.server import server_command
 
     command = server_command(f"sqlite:///{tmp_path}/db/mlflow.db", "s3://bucket/mlflow")
@@ -75,11 +76,11 @@ def test_mlflow_server_command_stays_on_loopback(tmp_path):
     assert command[command.index("--artifacts-destination") + 1] == "s3://bucket/mlflow"
     assert "--serve-artifacts" in command
     assert (tmp_path / "db").is_dir()
-    with pytest.raises(ValueError, match="--host 0.0.0.0"):
+    with pytest.raises(TrackingError, match="--host 0.0.0.0"):
         server_command("sqlite:///x.db", "s3://b/m", host="0.0.0.0")
     assert "0.0.0.0" in server_command("sqlite:///x.db", "s3://b/m", host="0.0.0.0",
                                        allow_remote=True)
-    with pytest.raises(ValueError, match="--backend-store-uri"):
+    with pytest.raises(TrackingError, match="--backend-store-uri"):
         server_command("/var/mlflow", "s3://b/m")
 
 

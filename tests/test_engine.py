@@ -10,10 +10,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from brefine.driver.launch import prepare_run
+from brefine.driver.options import prepare
 from brefine.driver.ray_cluster import start_ray
+from brefine.driver.trainer import build_trainer
 from brefine.tracking.runs import TrackingError, connect, open_run
-from brefine.driver.trainer import ScaleOptions, build_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +27,20 @@ def ray_cluster():
     ray.shutdown()
 
 
-def short_run(tiny_data, work_dir, iters, val_interval, **overrides):
-    return prepare_run("brefine_tiny_synthetic",
+def short_run(tiny_data, work_dir, iters, val_interval, name, overrides=None, **scale):
+    run, cfg = prepare("brefine_tiny_synthetic",
                        {"train_cfg.max_iters": iters, "train_cfg.val_interval": val_interval,
-                        **overrides}, data_root=tiny_data, work_dir=work_dir)
+                        **(overrides or {})},
+                       data_root=tiny_data, work_dir=work_dir, name=name,
+                       storage=str(work_dir / "ray"), **scale)
+    return run.resolved(), cfg
 
 
-def worker_config(spec, name, **kwargs):
+def worker_config(spec, **kwargs):
     """The run the driver opens (as `brefine train` does), and its workers' config."""
     client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
-    run_id, _ = open_run(client, experiment_id, name)
-    return spec.worker_config(name, run_id, **kwargs)
+    run_id, _ = open_run(client, experiment_id, spec.name)
+    return spec.worker_config(run_id, **kwargs)
 
 
 def only_run(spec):
@@ -49,9 +52,9 @@ def only_run(spec):
 
 
 def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, tmp_path):
-    spec = short_run(tiny_data, tmp_path, iters=4, val_interval=2)
-    trainer = build_trainer(worker_config(spec, "two-workers"), ScaleOptions(num_workers=2).resolved(),
-                            "two-workers", str(tmp_path / "ray"))
+    spec, cfg = short_run(tiny_data, tmp_path, iters=4, val_interval=2, name="two-workers",
+                          num_workers=2)
+    trainer = build_trainer(spec, worker_config(spec))
     result = trainer.fit()
     assert result.error is None
     assert result.metrics["iteration"] == 4
@@ -65,9 +68,9 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     client, run = only_run(spec)
     assert run.info.status == "RUNNING"  # the driver, not the workers, ends a run
     assert run.data.tags["world_size"] == "2"
-    assert run.data.params["effective_batch_size"] == str(2 * spec.cfg.train_dataloader.batch_size)
-    assert run.data.params["num_stages"] == str(spec.cfg.num_stages)
-    assert run.data.params["boundary_lambda"] == str(spec.cfg.boundary_lambda)
+    assert run.data.params["effective_batch_size"] == str(2 * cfg.train_dataloader.batch_size)
+    assert run.data.params["num_stages"] == str(cfg.num_stages)
+    assert run.data.params["boundary_lambda"] == str(cfg.boundary_lambda)
     assert run.data.params["config"] == "brefine_tiny_synthetic.py"
     assert {"train/loss", "train/loss_mask", "train/mask_lambda", "train/lr",
             "eval/coco/segm_mAP", "eval/boundary_AP"} <= set(run.data.metrics)
@@ -94,10 +97,10 @@ def ray_worker_pids():
 
 def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_path):
     # one fusion stage: the restart is under test, not the head
-    spec = short_run(tiny_data, tmp_path, iters=16, val_interval=4, num_stages=1)
+    spec, _ = short_run(tiny_data, tmp_path, iters=16, val_interval=4, name="resilient",
+                        overrides={"num_stages": 1}, num_workers=2, max_failures=1)
     storage = tmp_path / "ray"
-    trainer = build_trainer(worker_config(spec, "resilient"),
-                            ScaleOptions(num_workers=2, max_failures=1).resolved(), "resilient", str(storage))
+    trainer = build_trainer(spec, worker_config(spec))
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()))
     thread.start()
@@ -121,5 +124,5 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_
 
 def test_unreachable_mlflow_fails_before_ray(tiny_data, tmp_path):
     with pytest.raises(TrackingError, match="127.0.0.1:9"):
-        prepare_run("brefine_tiny_synthetic", data_root=tiny_data, work_dir=tmp_path,
-                    mlflow_uri="http://127.0.0.1:9")
+        prepare("brefine_tiny_synthetic", data_root=tiny_data, work_dir=tmp_path,
+                mlflow_uri="http://127.0.0.1:9")

@@ -204,20 +204,20 @@ def test_amp_switches_the_optim_wrapper_and_keeps_the_recipe(tiny_data, tmp_path
     import argparse
 
     from brefine.configs import load_config
-    from brefine.driver.launch import add_run_options, launch_from_args
+    from brefine.driver.options import add_run_options, options_from_args
 
     parser = argparse.ArgumentParser()
     add_run_options(parser, name_help="")
     common = ["--data-root", tiny_data, "--work-dir", str(tmp_path), "--gpus-per-worker", "1"]
     plain = load_config("brefine_tiny_synthetic").optim_wrapper
-    launch = launch_from_args(parser.parse_args([*common, "--amp"]), "brefine_tiny_synthetic")
-    wrapper = load_config(launch.spec.config, launch.spec.overrides).optim_wrapper
+    run, _ = options_from_args(parser.parse_args([*common, "--amp"]), "brefine_tiny_synthetic")
+    wrapper = load_config(run.config, run.overrides).optim_wrapper
     assert wrapper.type == "AmpOptimWrapper" and wrapper.loss_scale == "dynamic"
     assert wrapper.optimizer == plain.optimizer and wrapper.clip_grad == plain.clip_grad
     assert plain.type == "OptimWrapper"
-    launch = launch_from_args(parser.parse_args(
+    run, _ = options_from_args(parser.parse_args(
         [*common, "--amp", "--set", "optim_wrapper.loss_scale=512.0"]), "brefine_tiny_synthetic")
-    assert load_config(launch.spec.config, launch.spec.overrides).optim_wrapper.loss_scale == 512
+    assert load_config(run.config, run.overrides).optim_wrapper.loss_scale == 512
 
 
 class RunsCode:

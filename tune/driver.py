@@ -8,25 +8,29 @@ prints no best trial, and exits 130; ``--resume --name NAME`` continues it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 from ray.tune import Callback
 
+from mmengine.config import Config
+
 from brefine.configs import HYPERPARAMETERS, ConfigError, load_config, warmup_overrides
-from brefine.driver.launch import INPUT_ERRORS, Launch, launch_from_args, mlflow_ui_hint, run_lock
+from brefine.driver.options import INPUT_ERRORS, RunOptions, options_from_args
+from brefine.tracking.lifecycle import ended_by_outcome, run_lock
+from brefine.tracking.runs import mlflow_ui_hint
 
 from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
                      write_beside_results)
 from .runs import ChildRunStates, end_remaining, find_child, open_parent
 from .space import SearchSpace
-from .trial import TrialSetup, run_trial, train_run_name
+from .trial import run_trial, train_run_name
 
 # A trial's function only waits on its Ray Train workers: it reserves the
 # memory its process takes, and no CPU, so that every CPU of a node can go to
@@ -55,8 +59,10 @@ def is_embedded(args: argparse.Namespace) -> bool:
     return Path(args.config).stem == EMBEDDED["config"] and args.data_root is None
 
 
-def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
+def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]:
     """All input checks; raises one of INPUT_ERRORS naming the option."""
+    from brefine.driver.ray_cluster import is_local
+
     if args.resume and not args.name:
         raise ConfigError("--resume needs the --name of the search to restore")
     if args.num_samples < 1 or args.max_concurrent < 1 or args.repeat_default < 0:
@@ -77,17 +83,16 @@ def validate(args: argparse.Namespace) -> tuple[Launch, SearchSpace]:
         # trial early, so one validation, at the end, is all it needs
         defaults.update(warmup_overrides(load_config(args.config), EMBEDDED["warmup_iters"]))
         defaults["train_cfg.val_interval"] = args.max_iters
-    launch = launch_from_args(args, args.config, name_prefix="search-", defaults=defaults,
-                              concurrent_runs=args.max_concurrent)
-    overrides = launch.spec.overrides
-    fixed = {k: overrides[k] for k in HYPERPARAMETERS if k in overrides}
+    run, cfg = options_from_args(args, args.config, name_prefix="search-", defaults=defaults,
+                                 concurrent_runs=args.max_concurrent, log_to_file=is_local())
+    fixed = {k: run.overrides[k] for k in HYPERPARAMETERS if k in run.overrides}
     space = SearchSpace.from_options({k: getattr(args, k) for k in HYPERPARAMETERS}, fixed)
     if args.scheduler == "pbt" and not space.mutations():
         raise ConfigError("--scheduler pbt perturbs boundary_lambda and rpn_weight; "
                           "do not fix both with --set")
     for values in space.extremes():  # every searched value must build
-        load_config(launch.spec.config, {**overrides, **values}, launch.spec.data_root)
-    return launch, space
+        load_config(run.config, {**run.overrides, **values}, run.data_root)
+    return run, cfg, space
 
 
 def build_scheduler(args: argparse.Namespace, max_iters: int, val_interval: int,
@@ -141,128 +146,146 @@ def apply_defaults(args: argparse.Namespace) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
+    """The whole search from parsed arguments; returns the exit status."""
     apply_defaults(args)
     try:
-        launch, space = validate(args)
-    except INPUT_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        with run_lock(launch.spec.work_dir, launch.name, "search"):
-            return _run(args, launch, space)
+        run, cfg, space = validate(args)
+        with run_lock(run.work_dir, run.name, "search"):
+            return _run(args, run, cfg, space)
     except INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace, launch: Launch, space: SearchSpace) -> int:
-    from ray import tune as ray_tune
+def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSpace) -> int:
+    from brefine.tracking.runs import connect, environment_tags
 
-    from brefine.driver.ray_cluster import ResourceWaitWatcher, is_local, start_ray
-    from brefine.tracking.runs import connect, environment_tags, flat_params, log_dataset_inputs
-
-    spec, search, storage = launch.spec, launch.name, launch.storage
-    cfg = spec.cfg
     metric = args.metric or default_metric(cfg)
-    max_iters = int(cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs"))
-    val_interval = int(cfg.train_cfg.get("val_interval", 1))
-    client, experiment_id = connect(spec.tracking_uri, spec.experiment, spec.artifact_location)
-    repeats, default = repeated_points(args, space)
-    parent_id = open_parent(client, experiment_id, search, args.resume, environment_tags(),
+    client, experiment_id = connect(run.tracking_uri, run.experiment, run.artifact_location)
+    parent_id = open_parent(client, experiment_id, run.name, args.resume, environment_tags(),
                             description=" ".join(sys.argv))
     if not args.resume:
-        log_dataset_inputs(client, parent_id, cfg, spec.data_root)
-        params = {"config": Path(spec.config).name, "metric": metric,
-                  "scheduler": args.scheduler, "search_alg": args.search_alg,
-                  "num_samples": args.num_samples, "repeat_default": args.repeat_default,
-                  "max_concurrent": args.max_concurrent, "num_workers": launch.scale.num_workers,
-                  "gpus_per_worker": launch.scale.gpus_per_worker, "max_iters": max_iters,
-                  "val_interval": val_interval, "seed": args.seed, **space.describe(),
-                  **{f"set.{k}": v for k, v in spec.overrides.items()}}
-        from mlflow.entities import Param
-        client.log_batch(parent_id, params=[Param(k, v) for k, v in flat_params(params).items()])
-
-    base = None
-    if is_embedded(args):
-        from tune.warm_start import base_detector
-
-        base = base_detector(spec.config, {}, spec.data_root or str(cfg.data_root),
-                             EMBEDDED["base_iters"])
-    start_ray()
-    # the resolved Config stays here: trials rebuild it from the file
-    trial_spec = dataclasses.replace(spec, cfg=None, overrides={
-        **spec.overrides, **({"load_from": str(base)} if base else {})})
-    setup = TrialSetup(
-        spec=trial_spec, scale=launch.scale, storage=storage, search=search, parent_run_id=parent_id,
-        seed=args.seed, report_checkpoints=args.scheduler == "pbt", log_to_file=is_local(),
-        params={"search": search})
-    trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, setup=setup),
-                                        TRIAL_DRIVER_RESOURCES)
-    param_space = space.param_space()
-    if repeats:
-        param_space["seed"] = args.seed  # repeats override it
-    callbacks = [ChildRunStates(client, experiment_id, parent_id, max_iters, storage),
-                 TrialLogPaths(spec.work_dir, search, setup.log_to_file)]
-    path = f"{storage.rstrip('/')}/{search}"
+        log_search_params(client, parent_id, args, run, cfg, space, metric)
     started = time.time()
-    results, interrupted = None, True
     try:
-        if args.resume:
-            if not ray_tune.Tuner.can_restore(path):
-                raise ConfigError(f"no search to resume at {path}")
-            tuner = ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
-                                           param_space=param_space)
-        else:
-            tuner = ray_tune.Tuner(
-                trainable, param_space=param_space,
-                tune_config=ray_tune.TuneConfig(
-                    metric=metric, mode="max", num_samples=args.num_samples + len(repeats),
-                    scheduler=build_scheduler(args, max_iters, val_interval, space),
-                    search_alg=build_search_alg(args, repeats)),
-                run_config=ray_tune.RunConfig(
-                    name=search, storage_path=storage, callbacks=callbacks,
-                    checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
-        handler = signal.getsignal(signal.SIGINT)
-        with ResourceWaitWatcher():
-            results = tuner.fit()
-        # Tune answers Ctrl-C itself: it saves the experiment, stops the trials
-        # and returns as if done. Its handler replaces ours for the run and puts
-        # ours back only when it fires, which is how an interrupt shows here.
-        interrupted = signal.getsignal(signal.SIGINT) is handler
-        signal.signal(signal.SIGINT, handler)
+        with ended_by_outcome(client, parent_id):
+            try:
+                results = fit_search(args, replace(run, parent_run_id=parent_id), cfg, space,
+                                     metric, client, experiment_id)
+            except KeyboardInterrupt:
+                end_remaining(client, experiment_id, parent_id, "KILLED")
+                raise
+            end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
+            report = finish_report(client, parent_id, results, metric, schedule_length(cfg),
+                                   run, repeated_points(args, space)[1] if args.repeat_default
+                                   else {})
     except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if interrupted:
-            end_remaining(client, experiment_id, parent_id, "KILLED")
-            client.set_terminated(parent_id, "KILLED")
-    if interrupted:
-        print(f"interrupted: search '{search}' ended KILLED (MLflow: parent and running trials)."
-              f" Continue it with: python tune/search.py --resume --name {search} "
-              f"--work-dir {args.work_dir}" + (f" --storage {args.storage}" if args.storage else ""),
-              file=sys.stderr)
+        print(f"interrupted: search '{run.name}' ended KILLED (MLflow: parent and running "
+              f"trials). Continue it with: python tune/search.py --resume --name {run.name} "
+              f"--work-dir {args.work_dir}" + (f" --storage {args.storage}" if args.storage
+                                               else ""), file=sys.stderr)
         return 130
-    end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
-    report = finish_report(client, parent_id, results, metric, max_iters, search, storage, spec,
-                           default if repeats else {})
-    client.set_terminated(parent_id, "FINISHED")
     print(report["summary"])
     if report["best"] is not None:
         print("best trial:", json.dumps(report["best"], default=str))
     print(f"search took {time.time() - started:.0f} s; results in {report['written']}")
-    print(f"MLflow: {mlflow_ui_hint(spec)}")
+    print(f"MLflow: {mlflow_ui_hint(run.tracking_uri, run.experiment)}")
     return 0
 
 
-def finish_report(client, parent_id: str, results, metric: str, max_iters: int, search: str,
-                  storage: str, spec, repeated: dict) -> dict:
+def schedule_length(cfg: Config) -> int:
+    """A trial's length in the scheduler's unit: iterations (or epochs)."""
+    return int(cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs"))
+
+
+def log_search_params(client, parent_id: str, args: argparse.Namespace, run: RunOptions,
+                      cfg: Config, space: SearchSpace, metric: str) -> None:
+    """The search's options and space as params of its parent run."""
+    from mlflow.entities import Param
+
+    from brefine.tracking.runs import flat_params, log_dataset_inputs
+
+    log_dataset_inputs(client, parent_id, cfg, run.data_root)
+    params = {"config": Path(run.config).name, "metric": metric,
+              "scheduler": args.scheduler, "search_alg": args.search_alg,
+              "num_samples": args.num_samples, "repeat_default": args.repeat_default,
+              "max_concurrent": args.max_concurrent, "num_workers": run.num_workers,
+              "gpus_per_worker": run.gpus_per_worker, "max_iters": schedule_length(cfg),
+              "val_interval": int(cfg.train_cfg.get("val_interval", 1)), "seed": args.seed,
+              **space.describe(), **{f"set.{k}": v for k, v in run.overrides.items()}}
+    client.log_batch(parent_id, params=[Param(k, v) for k, v in flat_params(params).items()])
+
+
+def fit_search(args: argparse.Namespace, search: RunOptions, cfg: Config, space: SearchSpace,
+               metric: str, client, experiment_id: str):
+    """Tune's results of the search (a new one, or ``--resume``d).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (Tune saved it to resume).
+        ConfigError: ``--resume`` and no search at its storage path.
+    """
+    from ray import tune as ray_tune
+
+    from brefine.driver.ray_cluster import ResourceWaitWatcher, start_ray
+
+    base = None
+    if is_embedded(args):
+        from .warm_start import base_detector
+
+        base = base_detector(search.config, {}, search.data_root or str(cfg.data_root),
+                             EMBEDDED["base_iters"])
+    start_ray()
+    repeats, _ = repeated_points(args, space)
+    search = replace(search, report_checkpoints=args.scheduler == "pbt", overrides={
+        **search.overrides, **({"load_from": str(base)} if base else {})})
+    trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, search=search),
+                                        TRIAL_DRIVER_RESOURCES)
+    param_space = space.param_space()
+    if repeats:
+        param_space["seed"] = args.seed  # repeats override it
+    max_iters = schedule_length(cfg)
+    path = f"{search.storage.rstrip('/')}/{search.name}"
+    if args.resume:
+        if not ray_tune.Tuner.can_restore(path):
+            raise ConfigError(f"no search to resume at {path}")
+        tuner = ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                       param_space=param_space)
+    else:
+        tuner = ray_tune.Tuner(
+            trainable, param_space=param_space,
+            tune_config=ray_tune.TuneConfig(
+                metric=metric, mode="max", num_samples=args.num_samples + len(repeats),
+                scheduler=build_scheduler(args, max_iters,
+                                          int(cfg.train_cfg.get("val_interval", 1)), space),
+                search_alg=build_search_alg(args, repeats)),
+            run_config=ray_tune.RunConfig(
+                name=search.name, storage_path=search.storage,
+                callbacks=[ChildRunStates(client, experiment_id, search.parent_run_id,
+                                          max_iters, search.storage),
+                           TrialLogPaths(search.work_dir, search.name, search.log_to_file)],
+                checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
+    handler = signal.getsignal(signal.SIGINT)
+    with ResourceWaitWatcher():
+        results = tuner.fit()
+    # Tune answers Ctrl-C itself: it saves the experiment, stops the trials
+    # and returns as if done. Its handler replaces ours for the run and puts
+    # ours back only when it fires, which is how an interrupt shows here.
+    interrupted = signal.getsignal(signal.SIGINT) is handler
+    signal.signal(signal.SIGINT, handler)
+    if interrupted:
+        raise KeyboardInterrupt
+    return results
+
+
+def finish_report(client, parent_id: str, results, metric: str, max_iters: int,
+                  run: RunOptions, repeated: dict) -> dict:
     """Trial table, figure, summary and best config: beside the results and on the parent."""
     from mlflow.entities import Metric
 
     table = trial_table(results, metric, max_iters)
     best = best_row(table, metric)
     noise = seed_noise(table, metric, repeated)
-    summary = summary_markdown(table, metric, best, search, noise)
+    summary = summary_markdown(table, metric, best, run.name, noise)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         table.to_parquet(tmp / "trials.parquet")
@@ -270,14 +293,14 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int, 
         search_figure(table, metric, tmp / "search.png")
         names = ["trials.parquet", "summary.md", "search.png"]
         if best is not None:
-            best_cfg = load_config(spec.config, {**spec.overrides,
+            best_cfg = load_config(run.config, {**run.overrides,
                                                  **{k: best[k] for k in HYPERPARAMETERS}},
-                                   spec.data_root)
+                                   run.data_root)
             best_cfg.dump(str(tmp / "best_config.py"))
             (tmp / "best.json").write_text(json.dumps(best, default=str, indent=2))
             names += ["best_config.py", "best.json"]
-        written = write_beside_results(storage, search, {n: (tmp / n).read_bytes()
-                                                         for n in names if n != "search.png"})
+        written = write_beside_results(run.storage, run.name, {n: (tmp / n).read_bytes()
+                                                                   for n in names if n != "search.png"})
         for name in names:
             client.log_artifact(parent_id, str(tmp / name), "search")
     client.log_table(parent_id, data=table.drop(columns=["path"]), artifact_file="search/trials.json")
@@ -289,7 +312,7 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int, 
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v])
         for key in ("trial_id", *HYPERPARAMETERS):
             client.set_tag(parent_id, f"best.{key}", str(best.get(key)))
-        model = register_best(client, parent_id, best["trial_id"], spec, best)
+        model = register_best(client, parent_id, best["trial_id"], run, best)
         client.set_tag(parent_id, "mlflow.note.content",
                        f"best trial {best['trial_id']}: " + ", ".join(
                            f"{k}={best[k]}" for k in HYPERPARAMETERS if k in best)
@@ -298,7 +321,7 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int, 
     return dict(summary=summary, best=best, written=written)
 
 
-def register_best(client, parent_id: str, trial_id: str, spec, best: dict
+def register_best(client, parent_id: str, trial_id: str, run: RunOptions, best: dict
                   ) -> Optional[tuple[str, str]]:
     """Register the best trial's last checkpoint; (models:/ URI, checkpoint URI) or None."""
     from brefine.checkpoints import fetch_checkpoint
@@ -309,11 +332,11 @@ def register_best(client, parent_id: str, trial_id: str, spec, best: dict
     checkpoint_uri = child.data.tags.get("checkpoint_uri") if child is not None else None
     if checkpoint_uri is None:
         return None
-    cfg = load_config(spec.config, {**spec.overrides, **{k: best[k] for k in HYPERPARAMETERS}},
-                      spec.data_root)
+    cfg = load_config(run.config, {**run.overrides, **{k: best[k] for k in HYPERPARAMETERS}},
+                      run.data_root)
     with tempfile.TemporaryDirectory() as tmp:
         local = fetch_checkpoint(checkpoint_uri, Path(tmp))
-        version = register_model(client, child.info.run_id, local, cfg, Path(spec.config).stem)
+        version = register_model(client, child.info.run_id, local, cfg, Path(run.config).stem)
     uri = f"models:/{version.name}/{version.version}"
     client.set_tag(parent_id, "best.model_uri", uri)
     client.set_tag(parent_id, "best.checkpoint_uri", checkpoint_uri)

@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 from ray.tune import Callback
 
-from brefine.tracking.runs import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, TrackingError,
-                                     find_run, storage_uri)
+from brefine.tracking.runs import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, find_run, open_run,
+                                   storage_uri)
 
 SEARCH_TAG = "brefine.search"
 ROLE_TAG = "brefine.role"
@@ -24,27 +24,20 @@ ROLE_TAG = "brefine.role"
 
 def open_parent(client: Any, experiment_id: str, search: str, resume: bool,
                 tags: dict, description: str) -> str:
-    """The search's parent run: created, or (``resume``) the interrupted one continued."""
-    existing = find_run(client, experiment_id, search)
-    if resume:
-        if existing is None:
-            raise TrackingError(f"no search named {search!r} in MLflow experiment "
-                                f"{experiment_id} to resume")
-        client.update_run(existing.info.run_id, status="RUNNING")
-        return existing.info.run_id
-    if existing is not None:
-        raise TrackingError(f"a search named {search!r} exists already (MLflow run "
-                            f"{existing.info.run_id}, {existing.info.status}); pass --resume to "
-                            "continue it, or pick another --name")
-    return client.create_run(experiment_id, run_name=search, tags={
-        **tags, SEARCH_TAG: search, ROLE_TAG: "search",
-        "mlflow.note.content": description}).info.run_id
+    """The search's parent run: created, or (``resume``) the interrupted one continued.
+
+    Raises:
+        TrackingError: ``resume`` and no such search, or a new search whose name is taken.
+    """
+    run_id, _ = open_run(client, experiment_id, search,
+                         tags={**tags, SEARCH_TAG: search, ROLE_TAG: "search"},
+                         description=description, existing="require" if resume else "refuse")
+    return run_id
 
 
 def find_child(client: Any, experiment_id: str, parent_id: str, trial_id: str) -> Optional[Any]:
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_id}'"))
-    return runs[0] if runs else None
+    """The child run of trial ``trial_id`` under ``parent_id``, or None."""
+    return find_run(client, experiment_id, parent_id=parent_id, tags={TRIAL_TAG: trial_id})
 
 
 def children(client: Any, experiment_id: str, parent_id: str) -> list:

@@ -19,7 +19,7 @@ import argparse
 from typing import Optional
 
 from brefine.configs import HYPERPARAMETERS
-from brefine.driver.launch import add_run_options
+from brefine.driver.options import add_run_options
 
 EMBEDDED_CONFIG = "brefine_tiny_synthetic"
 

@@ -8,31 +8,13 @@ when Tune ends the trial (:class:`tune.runs.ChildRunStates`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from brefine.configs import HYPERPARAMETERS, load_config
-from brefine.driver.launch import RunSpec
-from brefine.tracking.runs import (PARENT_TAG, TRIAL_TAG, connect, environment_tags,
-                                     log_dataset_inputs)
-from brefine.driver.trainer import ScaleOptions
+from brefine.driver.options import RunOptions
+from brefine.tracking.runs import TRIAL_TAG, connect, environment_tags, log_dataset_inputs, open_run
 
-from .runs import SEARCH_TAG, find_child
-
-
-@dataclass
-class TrialSetup:
-    """What every trial of a search shares (picklable: the Config stays on the driver)."""
-
-    spec: RunSpec
-    scale: ScaleOptions
-    storage: str
-    search: str
-    parent_run_id: str
-    seed: int
-    report_checkpoints: bool  # PBT moves checkpoints between trials
-    log_to_file: bool
-    params: dict
+from .runs import SEARCH_TAG
 
 
 def child_name(trial_id: str, hyper: dict) -> str:
@@ -56,42 +38,39 @@ def train_run_name(search: str, trial_id: str, checkpoint: Optional[Any] = None)
     A trial restarted from a Tune checkpoint needs a name of its own: under
     the old one Ray would resume the old run's latest checkpoint.
     """
-    from tune.trial_reporting import checkpoint_run_suffix
+    from .trial_reporting import checkpoint_run_suffix
 
     return f"{search}-train-{trial_id}{checkpoint_run_suffix(checkpoint)}"
 
 
-def run_trial(hyper: dict, setup: TrialSetup) -> None:
+def run_trial(hyper: dict, search: RunOptions) -> None:
+    """One trial of ``search`` (its name, parent run and scale) at the values ``hyper``."""
     from ray import tune
 
     from brefine.driver.trainer import build_trainer
-    from tune.trial_reporting import fit_reporting_to_tune
+
+    from .trial_reporting import fit_reporting_to_tune
 
     trial_id = tune.get_context().get_trial_id()
     restore = tune.get_checkpoint()
     values = {k: hyper[k] for k in HYPERPARAMETERS if k in hyper}
-    seed = hyper.get("seed", setup.seed)
-    client, experiment_id = connect(setup.spec.tracking_uri, setup.spec.experiment)
-    existing = find_child(client, experiment_id, setup.parent_run_id, trial_id)
-    if existing is not None:  # PBT restarted this trial, maybe from another's checkpoint
-        run_id = existing.info.run_id
-        client.update_run(run_id, status="RUNNING")
-    else:
-        run_id = client.create_run(experiment_id, run_name=child_name(trial_id, hyper), tags={
-            **environment_tags(), TRIAL_TAG: trial_id, SEARCH_TAG: setup.search,
-            PARENT_TAG: setup.parent_run_id,
-            "mlflow.note.content": f"trial {trial_id} of search {setup.search}: "
-                                   + ", ".join(f"{k}={v}" for k, v in values.items())
-                                   + f", seed {seed}"}).info.run_id
-        log_dataset_inputs(client, run_id, load_config(setup.spec.config, setup.spec.overrides,
-                                                       setup.spec.data_root),
-                           setup.spec.data_root)
-    name = train_run_name(setup.search, trial_id, restore)
-    worker_config = setup.spec.worker_config(
-        name, run_id, seed=seed, params={**setup.params, "seed": seed}, overrides=values,
-        resume_from=restore, log_to_file=setup.log_to_file,
-        hyperparameter_metrics=setup.report_checkpoints)
+    seed = hyper.get("seed", search.seed)
+    client, experiment_id = connect(search.tracking_uri, search.experiment)
+    # PBT may restart this trial, maybe from another's checkpoint: found by its id
+    run_id, existed = open_run(
+        client, experiment_id, child_name(trial_id, hyper), search.parent_run_id,
+        tags={**environment_tags(), SEARCH_TAG: search.name},
+        match_tags={TRIAL_TAG: trial_id},
+        description=f"trial {trial_id} of search {search.name}: "
+                    + ", ".join(f"{k}={v}" for k, v in values.items()) + f", seed {seed}")
+    if not existed:
+        log_dataset_inputs(client, run_id, load_config(search.config, search.overrides,
+                                                       search.data_root), search.data_root)
+    name = train_run_name(search.name, trial_id, restore)
+    worker_config = search.worker_config(
+        run_id, name=name, seed=seed, params={"search": search.name, "seed": seed},
+        overrides=values, resume_from=restore,
+        hyperparameter_metrics=search.report_checkpoints)
     fit_reporting_to_tune(
-        lambda callbacks: build_trainer(worker_config, setup.scale, name=name,
-                                        storage_path=setup.storage, callbacks=callbacks),
-        with_checkpoints=setup.report_checkpoints)
+        lambda callbacks: build_trainer(search, worker_config, name=name, callbacks=callbacks),
+        with_checkpoints=search.report_checkpoints)

@@ -31,7 +31,7 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     """
     from mmengine.runner import Runner
 
-    from brefine.configs import COCO_METRICS, find_evaluator
+    from brefine.configs import COCO_METRICS, ConfigError, find_evaluator
     from brefine.evaluation.per_class import per_class_table
     from brefine.data.check import preflight
     from brefine.checkpoints import (fetch_checkpoint, install_safe_loader,
@@ -39,7 +39,7 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     from brefine.data.resolve import resolve_data
 
     if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = fetch_checkpoint(checkpoint, out_dir)
@@ -51,7 +51,7 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     cfg.test_evaluator = cfg[f"{split}_evaluator"]
     coco = find_evaluator(cfg, COCO_METRICS, "test_evaluator")
     if coco is None:
-        raise ValueError(f"config {config} has no COCO metric evaluator to take detections from")
+        raise ConfigError(f"config {config} has no COCO metric evaluator to take detections from")
     coco["outfile_prefix"] = str(out_dir / "detections")  # keeps detections.segm.json
     boundary = find_evaluator(cfg, "BoundaryAPMetric", "test_evaluator") or {}
     cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from brefine.configs import ConfigError
+
 from .shapes import OBJECT_CLASSES, SIZE_BINS, THIN_CLASSES, SceneStyle
 
 # v5: the test split and the families (shapes' train and val are v4's, byte for byte)
@@ -91,9 +93,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 
 
 def get_family(name: str) -> Family:
-    """The family called ``name``; ValueError naming the known ones otherwise."""
+    """The family called ``name``; ConfigError naming the known ones otherwise."""
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown dataset family {name!r}; known: {', '.join(FAMILIES)}") \
+        raise ConfigError(f"unknown dataset family {name!r}; known: {', '.join(FAMILIES)}") \
             from None

@@ -21,6 +21,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from brefine.configs import ConfigError
+
 from .families import DATASET_VERSION, SPLITS, Family, get_family
 from .shapes import render_scene
 from .toy import masks_to_boxes
@@ -77,16 +79,16 @@ def write_synthetic_dataset(out: str | Path, images: int | None = None,
     default to max(16, images // 10) each.
 
     Raises:
-        ValueError: an unknown family, or a size, count or class count out of range.
+        ConfigError: an unknown family, or a size, count or class count out of range.
     """
     fam = get_family(family)
     num_classes = len(fam.classes) if num_classes is None else num_classes
     if images is not None and images < 1:
-        raise ValueError(f"images must be >= 1, got {images}")
+        raise ConfigError(f"images must be >= 1, got {images}")
     if not 1 <= num_classes <= len(fam.classes):
-        raise ValueError(f"classes must be in 1..{len(fam.classes)}, got {num_classes}")
+        raise ConfigError(f"classes must be in 1..{len(fam.classes)}, got {num_classes}")
     if size < 32:
-        raise ValueError(f"size must be >= 32 px, got {size}")
+        raise ConfigError(f"size must be >= 32 px, got {size}")
     held_out = None if images is None else max(16, images // 10)
     counts = {"train": images, "val": val_images if val_images is not None else held_out,
               "test": test_images if test_images is not None else held_out}

@@ -20,6 +20,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+class SubmitError(RuntimeError):
+    """The job server cannot take the job; the message says what to check."""
+
 NOT_READY = ("No available agent", "Connection refused", "Failed to connect",
              "ConnectionError", "Max retries exceeded", "503")
 
@@ -27,7 +32,11 @@ NOT_READY = ("No available agent", "Connection refused", "Failed to connect",
 def submit(address: str, entrypoint: str, working_dir: Optional[str] = None,
            wait_s: float = 120, follow: bool = True,
            log: Callable[[str], None] = print) -> tuple[str, str]:
-    """Submit and (``follow``) wait for the end; returns (job id, final status)."""
+    """Submit and (``follow``) wait for the end; returns (job id, final status).
+
+    Raises:
+        SubmitError: the head does not take the job within ``wait_s``.
+    """
     if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
     from ray.job_submission import JobSubmissionClient
@@ -42,7 +51,7 @@ def submit(address: str, entrypoint: str, working_dir: Optional[str] = None,
         except Exception as err:  # the SDK raises RuntimeError/ConnectionError kinds
             text = str(err)
             if not any(marker in text for marker in NOT_READY) or time.time() > deadline:
-                raise RuntimeError(f"cannot submit to {address}: {text.splitlines()[0]}. "
+                raise SubmitError(f"cannot submit to {address}: {text.splitlines()[0]}. "
                                    "Is the head up (`ray status`), and is this the dashboard "
                                    "address (http://127.0.0.1:8265 through `ray dashboard "
                                    "cluster/gpu.yaml`)?") from None

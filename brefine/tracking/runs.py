@@ -112,33 +112,58 @@ def validate_run_name(name: str, option: str = "--name") -> str:
     return name
 
 
-def find_run(client: Any, experiment_id: str, name: str, parent_id: str | None = None
-             ) -> Any | None:
-    """The run called ``name`` (top-level, or the child of ``parent_id``), if any."""
-    query = f"attributes.run_name = '{validate_run_name(name)}'"
-    runs = [r for r in client.search_runs([experiment_id], filter_string=query)
+def find_run(client: Any, experiment_id: str, name: str | None = None,
+             parent_id: str | None = None, tags: Mapping[str, str] | None = None) -> Any | None:
+    """The run called ``name`` (or carrying every one of ``tags``) that is
+    top-level, or the child of ``parent_id``; None if there is none."""
+    clauses = [f"attributes.run_name = '{validate_run_name(name)}'"] if name else []
+    clauses += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+    runs = [r for r in client.search_runs([experiment_id], filter_string=" and ".join(clauses))
             if r.data.tags.get(PARENT_TAG) == parent_id]
     return runs[0] if runs else None
 
 
 def open_run(client: Any, experiment_id: str, name: str, parent_id: str | None = None,
-             tags: Mapping[str, str] | None = None, description: str | None = None
+             tags: Mapping[str, str] | None = None, description: str | None = None,
+             existing: str = "continue", match_tags: Mapping[str, str] | None = None
              ) -> tuple[str, bool]:
-    """Continue the run called ``name`` under ``parent_id``, or create it.
+    """Find the run called ``name`` under ``parent_id`` and set it RUNNING, or create it.
 
-    Returns (run id, whether it existed). A continued run is set RUNNING again;
-    a new one gets ``tags`` (the environment's, the parent link) and the
-    description shown on its page.
+    Args:
+        existing: what a run found already means: "continue" it, "refuse"
+            (TrackingError: the name is taken), or "require" it (TrackingError
+            when there is none to continue).
+        match_tags: find the run by these tags instead of its name (a search's
+            trial, by its Ray trial id: its name shows its values).
+        tags, description: what a new run gets (with the parent link).
+
+    Returns:
+        (run id, whether it existed).
     """
-    existing = find_run(client, experiment_id, name, parent_id)
-    if existing is not None:
-        client.update_run(existing.info.run_id, status="RUNNING")
-        return existing.info.run_id, True
-    tags = {**(tags or {}), **({PARENT_TAG: parent_id} if parent_id else {})}
+    found = find_run(client, experiment_id, None if match_tags else name, parent_id, match_tags)
+    if found is not None:
+        if existing == "refuse":
+            raise TrackingError(f"a run named {name!r} exists already (MLflow run "
+                                f"{found.info.run_id}, {found.info.status}); continue it "
+                                "(--resume) or pick another --name")
+        client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id, True
+    if existing == "require":
+        raise TrackingError(f"no run named {name!r} in MLflow experiment {experiment_id} "
+                            "to continue")
+    tags = {**(tags or {}), **(match_tags or {}), **({PARENT_TAG: parent_id} if parent_id else {})}
     if description:
         tags["mlflow.note.content"] = description
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     return run.info.run_id, False
+
+
+def mlflow_ui_hint(tracking_uri: str, experiment: str) -> str:
+    """How to open the runs of ``experiment`` in the MLflow UI."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (f"mlflow ui --backend-store-uri {tracking_uri}  "
+                f"(then open http://127.0.0.1:5000, experiment '{experiment}')")
+    return f"open {tracking_uri}, experiment '{experiment}'"
 
 
 def git_commit(repo: Path | None = None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .relay import LOOPBACK_HOSTS
+from .runs import TrackingError
 
 BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 
@@ -26,13 +27,13 @@ def server_command(backend_store_uri: str, artifacts_destination: str, host: str
     """The ``mlflow server`` command line; raises ValueError naming a bad argument."""
     scheme = urlparse(backend_store_uri).scheme
     if scheme not in BACKEND_SCHEMES:
-        raise ValueError(f"--backend-store-uri must be a database URI ({', '.join(BACKEND_SCHEMES)}"
+        raise TrackingError(f"--backend-store-uri must be a database URI ({', '.join(BACKEND_SCHEMES)}"
                          f"), got {backend_store_uri!r}")
     if host not in LOOPBACK_HOSTS and not allow_remote:
-        raise ValueError(f"--host {host} would expose MLflow (no authentication) beyond this "
+        raise TrackingError(f"--host {host} would expose MLflow (no authentication) beyond this "
                          "machine; keep 127.0.0.1 and tunnel, or pass --allow-remote")
     if not 0 < port < 65536:
-        raise ValueError(f"--port must be 1-65535, got {port}")
+        raise TrackingError(f"--port must be 1-65535, got {port}")
     if "://" not in artifacts_destination:
         artifacts_destination = Path(artifacts_destination).expanduser().resolve().as_uri()
     if scheme == "sqlite":

@@ -1,0 +1,69 @@
+"""A run's life, the same for ``brefine train``, a search and the accuracy harness.
+
+Its name is guarded while it lives (:func:`run_lock`), it is created or found
+again (:func:`brefine.tracking.runs.open_run`), and it always ends in a state
+that says what happened (:func:`ended_by_outcome`): FINISHED when the work
+returned, KILLED when it was interrupted (Ctrl-C, or SIGTERM answered as
+Ctrl-C), FAILED on any other error. An MLflow run never stays RUNNING
+because its driver went away through an exception.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from .runs import TrackingError
+
+
+class RunNameInUse(TrackingError):
+    """Another live run on this machine has the same name and work dir."""
+
+
+@contextmanager
+def run_lock(work_dir: Path, name: str, kind: str) -> Iterator[None]:
+    """Hold ``<work dir>/.locks/<name>.lock`` while the run lives.
+
+    Two live runs of one name would share an MLflow run and a checkpoint
+    folder; the second is refused with the first one's pid, host and start.
+    The lock is the kernel's (flock): a run that dies releases it.
+
+    Raises:
+        RunNameInUse: the name is held by a live run.
+    """
+    folder = Path(work_dir) / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RunNameInUse(f"a {kind} named {name!r} is running already ({holder}); "
+                               "wait for it, stop it, or pick another --name") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}, started "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        lock.flush()
+        yield
+
+
+@contextmanager
+def ended_by_outcome(client: Any, run_id: str) -> Iterator[None]:
+    """End the run FINISHED, KILLED (KeyboardInterrupt) or FAILED (any other
+    exception) as the block ends; exceptions go on to the caller."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
