@@ -225,6 +225,13 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def cell(values: list[float], seeds: int) -> str:
+    """``mean_std`` of a column, saying how many seeds it has when some lack it."""
+    text = mean_std(values)
+    known = len([v for v in values if v >= 0])
+    return text if known in (0, seeds) else f"{text} ({known} of {seeds} seeds)"
+
+
 def _rows(runs: list[dict], metrics_key: str) -> list[str]:
     """A table row per variant and lr: mean ± std over seeds of ``metrics_key``."""
     lines = []
@@ -234,12 +241,12 @@ def _rows(runs: list[dict], metrics_key: str) -> list[str]:
             rows = sorted((r for r in ours if r["lr"] == lr), key=lambda r: r["seed"])
             seeds = ",".join(str(r["seed"]) for r in rows)
             # the training speed is the run's, whichever split its accuracy is read on
-            cells = [mean_std([r[source][k] for r in rows if k in r.get(source, {})])
+            cells = [cell([r[source][k] for r in rows if k in r.get(source, {})], len(rows))
                      for k in METRICS.values()
                      for source in ["metrics" if k == METRICS["s/iter"] else metrics_key]]
             if metrics_key == "test_metrics":  # the val number the design could see
-                cells.append(mean_std([r["metrics"][METRICS["segm AP"]] for r in rows
-                                       if METRICS["segm AP"] in r["metrics"]]))
+                cells.append(cell([r["metrics"][METRICS["segm AP"]] for r in rows
+                                   if METRICS["segm AP"] in r["metrics"]], len(rows)))
             lines.append(f"| {name} | {what} | {lr:g} | {seeds} | " + " | ".join(cells) + " |")
     return lines
 
@@ -370,15 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     command = "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, given))
 
-    from mlflow.entities import Metric
-
     from brefine.configs import load_config, parse_overrides
     from brefine.data.families import get_family
     from brefine.data.synthetic import DATASET_VERSION, default_synthetic_root
     from brefine.driver.options import prepare
     from brefine.driver.ray_cluster import start_ray, stop_ray
     from brefine.driver.trainer import build_trainer, describe_failure
-    from brefine.tracking.runs import environment_tags, open_run
+    from brefine.tracking.runs import environment_tags, metric_entities, open_run
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -458,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
             client.set_terminated(run_id, "FAILED")
             raise RuntimeError(f"{run_name}: evaluation on the test split failed: "
                                f"{type(err).__name__}: {err}") from None
-        client.log_batch(run_id, metrics=[
-            Metric(f"test/{k}", v, int(time.time() * 1000), int(metrics.get("iteration", 0)))
-            for k, v in tested.items() if math.isfinite(v)])
+        client.log_batch(run_id, metrics=metric_entities(
+            {k: v for k, v in tested.items() if math.isfinite(v)},
+            step=int(metrics.get("iteration", 0)), prefix="test/"))
         curve = learning_curve(client, run_id)
         client.set_terminated(run_id, "FINISHED")
         with lock:

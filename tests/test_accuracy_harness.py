@@ -84,3 +84,10 @@ def test_test_sections_report_test_numbers_and_val_sections_say_what_they_are(ac
     cells = [c.strip() for c in test_row.strip("|").split("|")]
     assert cells[4] == "0.300 ± 0.141" and cells[7] == "-" and cells[-1] == "0.600 ± 0.141"
     assert (tmp_path / "accuracy_curves.png").stat().st_size > 0
+
+
+def test_a_column_some_seeds_lack_says_so(accuracy):
+    # the s/iter of runs made before it was recorded: 1 value for 3 seeds
+    assert accuracy.cell([1.145], 3) == "1.145 (1 of 3 seeds)"
+    assert accuracy.cell([0.5, 0.7], 2) == "0.600 ± 0.141"
+    assert accuracy.cell([], 3) == "-"

@@ -1,5 +1,6 @@
 """Boundary region and boundary-weighted BCE against plain references."""
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -102,13 +103,16 @@ def test_boundary_bce_matches_direct_computation(lam):
     assert uniform.item() == pytest.approx(ref_uniform, rel=1e-10)
 
 
-def test_boundary_bce_weights_boundary_pixels_more():
+def test_boundary_bce_weights_boundary_pixels_by_one_plus_lambda():
     targets = torch.zeros(1, 16, 16, dtype=torch.float64)
     targets[0, 4:12, 4:12] = 1
     boundary = boundary_region(targets, width=1)
-    logits = torch.zeros(1, 16, 16, dtype=torch.float64)
-    assert boundary_weighted_bce(logits, targets, boundary, 2.0) > \
-        boundary_weighted_bce(logits, targets, boundary, 0.0)
+    assert boundary.sum() == 28  # the 1-px ring of an 8×8 square
+    logits = torch.zeros(1, 16, 16, dtype=torch.float64)  # every pixel's CE is log 2
+    for lam in (0.0, 2.0):
+        expected = math.log(2) * (256 + lam * 28) / 256
+        assert boundary_weighted_bce(logits, targets, boundary, lam).item() == \
+            pytest.approx(expected, rel=1e-12)
 
 
 def test_boundary_bce_gradcheck():

@@ -65,13 +65,16 @@ def test_a_projection_negative_everywhere_still_passes_signal_and_gradient(layer
         assert (out < 0).all()  # what a ReLU there would have zeroed
 
 
-def test_residual_branch_changes_the_output():
+def test_residual_branch_adds_the_restored_squeeze():
+    # the restore is linear: the residual branch adds exactly W_restore · squeeze(x)
     torch.manual_seed(0)
     with_res = ResidualAwareModule(8)
     without = ResidualAwareModule(8, residual=False)
     without.load_state_dict(with_res.state_dict())
     x = torch.randn(2, 8, 6, 6)
-    assert not torch.allclose(with_res(x), without(x))
+    expected = F.conv2d(with_res.squeeze(x), with_res.restore.weight)
+    torch.testing.assert_close(with_res(x) - without(x), expected, rtol=1e-5, atol=1e-5)
+    assert expected.abs().max() > 0.1
 
 
 @pytest.mark.parametrize("channels,out_channels", [(32, 16), (16, 16), (64, 64)])
@@ -136,13 +139,18 @@ def test_initial_masks_are_near_one_half_and_stages_keep_their_scale():
     assert max(stage_std) < 4 * feats.std().item(), stage_std
 
 
-def test_auxiliary_line_reads_p2():
+def test_auxiliary_line_reads_the_p2_of_its_own_image():
     head = make_head(2)
     head.init_weights()
     feats, p2, rois = make_inputs()
-    a = head(feats, p2, rois)
-    b = head(feats, p2 * 2 + 1, rois)
-    assert not torch.allclose(a, b)
+    rois[:, 0] = 0  # every RoI in image 0
+    before = head(feats, p2, rois)
+    other = p2.clone()
+    other[1] = torch.randn_like(other[1])
+    torch.testing.assert_close(head(feats, other, rois), before)
+    own = p2.clone()
+    own[0] = torch.randn_like(own[0])
+    assert (head(feats, own, rois) - before).abs().max() > 1e-3
 
 
 def test_head_rejects_bad_arguments_and_missing_p2():

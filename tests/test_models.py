@@ -81,7 +81,9 @@ def test_brefine_balancing_matches_rank_sort_values():
     assert losses["loss_rpn_bbox"].item() == pytest.approx(rs_rpn.item(), rel=1e-5)
     rs_roi = losses["loss_rank"] + losses["loss_sort"]
     assert losses["loss_bbox"].item() == pytest.approx(rs_roi.item(), rel=1e-5)
+    # k = 3 is balanced against the RoI head's RS loss (L_RS^2), not the RPN's
     assert losses["loss_mask"].item() == pytest.approx(rs_roi.item(), rel=1e-5)
+    assert abs(rs_rpn.item() - rs_roi.item()) > 1e-3 * rs_roi.item()
     assert all(losses[k].item() > 0 for k in BREFINE_LAMBDAS)
 
 

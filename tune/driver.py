@@ -280,7 +280,7 @@ def fit_search(args: argparse.Namespace, search: RunOptions, cfg: Config, space:
 def finish_report(client, parent_id: str, results, metric: str, max_iters: int,
                   run: RunOptions, repeated: dict) -> dict:
     """Trial table, figure, summary and best config: beside the results and on the parent."""
-    from mlflow.entities import Metric
+    from brefine.tracking.runs import metric_entities
 
     table = trial_table(results, metric, max_iters)
     best = best_row(table, metric)
@@ -305,11 +305,11 @@ def finish_report(client, parent_id: str, results, metric: str, max_iters: int,
             client.log_artifact(parent_id, str(tmp / name), "search")
     client.log_table(parent_id, data=table.drop(columns=["path"]), artifact_file="search/trials.json")
     if best is not None:
-        now = int(time.time() * 1000)
-        client.log_batch(parent_id, metrics=[
-            Metric(f"best/{k}".replace("@", "_at_"), float(v), now, 0)
-            for k, v in table.loc[table["trial_id"] == best["trial_id"]].iloc[0].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v])
+        row = table.loc[table["trial_id"] == best["trial_id"]].iloc[0]
+        client.log_batch(parent_id, metrics=metric_entities(
+            {k: v for k, v in row.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v},
+            step=0, prefix="best/"))
         for key in ("trial_id", *HYPERPARAMETERS):
             client.set_tag(parent_id, f"best.{key}", str(best.get(key)))
         model = register_best(client, parent_id, best["trial_id"], run, best)

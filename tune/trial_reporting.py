@@ -12,10 +12,11 @@ pause or restart the trial at a report).
 from __future__ import annotations
 
 import queue as std_queue
-import threading
 from typing import Any, Callable, Optional
 
 from ray.train.v2.api.callback import UserCallback
+
+from brefine.driver.trainer import BackgroundFit
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # the key TuneReportCallback uses
 TABLE_METRICS = ("coco/segm_mAP", "lvis/segm_AP", "boundary_AP", "iteration")
@@ -47,28 +48,16 @@ def fit_reporting_to_tune(build: Callable[[list], Any], with_checkpoints: bool) 
 
     channel = Queue(maxsize=1, actor_options={"num_cpus": 0})
     trainer = build([TuneReportCheckpointCallback(channel, with_checkpoints)])
-    outcome: dict[str, Any] = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as err:  # handed to the trial's thread below
-            outcome["error"] = err
-
-    worker = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
-    worker.start()
+    fit = BackgroundFit(trainer)
     while True:
         try:
             metrics, checkpoint = channel.get(timeout=1.0)
         except (Empty, std_queue.Empty):
-            if not worker.is_alive() and channel.empty():
+            if not fit.is_alive() and channel.empty():
                 break
             continue
         tune.report(metrics, checkpoint=checkpoint)
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    return fit.result()
 
 
 def checkpoint_run_suffix(checkpoint: Optional[Any]) -> str:

@@ -49,29 +49,47 @@ def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[
     )
 
 
-def fit_in_background(trainer: Any) -> Any:
-    """``trainer.fit()`` in a thread, the main thread waiting for it.
+class BackgroundFit:
+    """``trainer.fit()`` running in a daemon thread of its own.
 
     Run from the main thread, Ray Train installs its own SIGINT handler, which
     turns Ctrl-C into ``sys.exit(0)`` (and exit status 1) where no caller can
     record it. From a thread it does not: Ctrl-C raises KeyboardInterrupt in
-    the main thread, here, and the driver can end its run KILLED.
+    the main thread, and the driver can end its run KILLED; a Tune trial's
+    thread can relay the run's reports meanwhile.
     """
-    outcome: dict[str, Any] = {}
 
-    def fit() -> None:
+    def __init__(self, trainer: Any) -> None:
+        self._outcome: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._fit, args=(trainer,), name="ray-train-fit",
+                                        daemon=True)
+        self._thread.start()
+
+    def _fit(self, trainer: Any) -> None:
         try:
-            outcome["result"] = trainer.fit()
-        except BaseException as err:  # handed to the main thread below
-            outcome["error"] = err
+            self._outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the waiting thread by result()
+            self._outcome["error"] = err
 
-    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    def is_alive(self) -> bool:
+        """Whether ``fit()`` is still running."""
+        return self._thread.is_alive()
+
+    def result(self) -> Any:
+        """Wait for ``fit()``; returns its Result, or raises the error it raised."""
+        while self._thread.is_alive():  # short joins: Ctrl-C reaches the main thread
+            self._thread.join(0.5)
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["result"]
+
+
+def fit_in_background(trainer: Any) -> Any:
+    """``trainer.fit()`` in a thread (:class:`BackgroundFit`), this thread waiting for it.
+
+    Returns the Result; raises what ``fit()`` raised.
+    """
+    return BackgroundFit(trainer).result()
 
 
 def describe_failure(err: BaseException) -> str:

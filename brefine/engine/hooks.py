@@ -161,10 +161,9 @@ class MLflowTrackingHook(Hook):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+        from brefine.tracking.runs import metric_entities
 
-        now = int(time.time() * 1000)
-        items = [Metric(k.replace("@", "_at_"), v, now, step) for k, v in metrics.items()]
+        items = metric_entities(metrics, step)
         for start in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[start:start + 500])
 

@@ -49,8 +49,8 @@ class FusionMaskHead(FCNMaskHead):
     transposed convs worse). A 1×1 conv gives (B, num_classes, S, S) logits.
 
     Widths. The paper keeps every stage at C_0 (``channel_ratio=1``,
-    ``aux_channels=None``): the 3-stage head then costs about 8× Mask R-CNN's
-    FCN head (``benchmarks/results/head.md``). ``channel_ratio=0.5`` halves the
+    ``aux_channels=None``): the 3-stage head then costs 10-11× the time of
+    Mask R-CNN's FCN head on CPU (``benchmarks/results/head.md``). ``channel_ratio=0.5`` halves the
     width at each ×2 upsampling, as RefineMask does, so every stage costs about
     the same; ``aux_channels=c`` first reduces P2 to c channels with a 1×1 conv,
     once per image, so the auxiliary RoIAligns and 3×3 convs read c channels

@@ -33,6 +33,7 @@ class TrackingError(RuntimeError):
 
 
 def default_tracking_uri(work_dir: str | Path) -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else a SQLite store ``<work_dir>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
@@ -48,7 +49,11 @@ def default_artifact_location(tracking_uri: str, work_dir: str | Path) -> str | 
 
 def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     """An HTTP tracking server must answer /health now; MLflow's own client
-    would retry with back-off for minutes before reporting a dead server."""
+    would retry with back-off for minutes before reporting a dead server.
+
+    Raises:
+        TrackingError: the server does not answer within ``timeout`` seconds.
+    """
     if not tracking_uri.startswith(("http://", "https://")):
         return
     import requests
@@ -74,6 +79,12 @@ def connect(tracking_uri: str, experiment: str, artifact_location: str | None = 
     store runs MLflow's schema migrations, which two processes starting at
     once would run into each other: a file lock beside the database
     serialises them.
+
+    Returns:
+        (client, experiment id).
+
+    Raises:
+        TrackingError: the URI is unreachable or unusable.
     """
     if client is None:
         check_reachable(tracking_uri)
@@ -105,7 +116,15 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 def validate_run_name(name: str, option: str = "--name") -> str:
-    """A run name safe in MLflow filters, Ray storage paths and file names."""
+    """A run name safe in MLflow filters, Ray storage paths and file names.
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        TrackingError: ``name`` is not 1-128 letters, digits, '.', '_', '+' or
+            '-' starting with a letter or digit; the message names ``option``.
+    """
     if not RUN_NAME.fullmatch(name or ""):
         raise TrackingError(f"{option} {name!r} is not a valid run name: use 1-128 letters, "
                             "digits, '.', '_', '+' or '-', starting with a letter or digit")
@@ -115,7 +134,11 @@ def validate_run_name(name: str, option: str = "--name") -> str:
 def find_run(client: Any, experiment_id: str, name: str | None = None,
              parent_id: str | None = None, tags: Mapping[str, str] | None = None) -> Any | None:
     """The run called ``name`` (or carrying every one of ``tags``) that is
-    top-level, or the child of ``parent_id``; None if there is none."""
+    top-level, or the child of ``parent_id``; None if there is none.
+
+    Raises:
+        TrackingError: ``name`` is not a valid run name.
+    """
     clauses = [f"attributes.run_name = '{validate_run_name(name)}'"] if name else []
     clauses += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
     runs = [r for r in client.search_runs([experiment_id], filter_string=" and ".join(clauses))
@@ -139,6 +162,10 @@ def open_run(client: Any, experiment_id: str, name: str, parent_id: str | None =
 
     Returns:
         (run id, whether it existed).
+
+    Raises:
+        TrackingError: ``existing`` is "refuse" and the run exists, or
+            "require" and it does not; or ``name`` is not a valid run name.
     """
     found = find_run(client, experiment_id, None if match_tags else name, parent_id, match_tags)
     if found is not None:
@@ -167,6 +194,7 @@ def mlflow_ui_hint(tracking_uri: str, experiment: str) -> str:
 
 
 def git_commit(repo: Path | None = None) -> str:
+    """The HEAD commit of ``repo`` (default: this checkout), or "unknown" outside git."""
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
@@ -176,6 +204,8 @@ def git_commit(repo: Path | None = None) -> str:
 
 
 def environment_tags(world_size: int | None = None) -> dict[str, str]:
+    """MLflow tags of where a run ran: git commit, host, Python and package versions,
+    and ``world_size`` when given."""
     import mmcv
     import mmdet
     import mmengine
@@ -198,6 +228,21 @@ def environment_tags(world_size: int | None = None) -> dict[str, str]:
     if world_size is not None:
         tags["world_size"] = str(world_size)
     return tags
+
+
+def metric_entities(metrics: Mapping[str, float], step: int, prefix: str = "") -> list:
+    """MLflow ``Metric`` entities of ``metrics`` at ``step``, now, named as MLflow allows.
+
+    MMEngine keys such as ``coco/segm_mAP@...`` hold characters MLflow refuses
+    in a metric name: every metric the platform logs is named here.
+    """
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(f"{prefix}{key}".replace("@", "_at_"), float(value), now, step)
+            for key, value in metrics.items()]
 
 
 def flat_params(params: Mapping[str, Any]) -> dict[str, str]:

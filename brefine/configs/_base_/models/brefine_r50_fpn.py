@@ -55,8 +55,9 @@ model = dict(
             # Widths: each ×2 upsampling quarters the channels (256, 64, 16)
             # and the auxiliary line reads P2 reduced to 16 channels; the
             # paper's constant 256 channels (channel_ratio=1.0,
-            # aux_channels=None) cost 8-11x the FCN head, these 0.95x its
-            # time and 1.7x its memory (benchmarks/results/head.md)
+            # aux_channels=None) cost 10-11x the FCN head's time on CPU, these
+            # 1.38x its time and 1.68x its memory in NCHW, 1.18x and 1.07x
+            # as the models run (benchmarks/results/head.md)
             channel_ratio=0.25,
             aux_channels=16,
             # the paper's 3×3; 1×1 saves time only where the head dominates
