@@ -24,6 +24,9 @@ The variants follow the paper's ablations:
 ``brefine-paper-...`` the same with the paper's constant-width head (the
                       configs quarter the width at each stage)
 ``brefine-aux-1x1``   the same with 1×1 auxiliary convs (the paper: 3×3)
+``brefine-paper-*``   between the two heads: paper widths on the main line
+                      only (``-main``), the P2 line only (``-p2``), or both
+                      with 2 stages (``-2stage``)
 ====================  =========================================================
 
 Each finished training appends a line to ``benchmarks/results/accuracy_runs.jsonl``
@@ -115,6 +118,10 @@ def _rs_roi_only() -> dict[str, Any]:
 PAPER_WIDTHS = {"model.roi_head.mask_head.channel_ratio": 1.0,
                 "model.roi_head.mask_head.aux_channels": None}
 AUX_1X1 = {"model.roi_head.mask_head.aux_kernel_size": 1}
+# the variants between the fast head and the paper's: which reduction costs the accuracy
+PAPER_MAIN_LINE = {"model.roi_head.mask_head.channel_ratio": 1.0}
+PAPER_P2_LINE = {"model.roi_head.mask_head.aux_channels": None}
+PAPER_TWO_STAGES = {**PAPER_WIDTHS, "num_stages": 2}
 
 # name → (config, overrides builder, its arguments, what it is)
 VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
@@ -135,6 +142,12 @@ VARIANTS: dict[str, tuple[str, Callable | None, tuple, str]] = {
                              "BRefine with the paper's constant-width fusion head"),
     "brefine-aux-1x1": ("brefine_tiny_synthetic", lambda: AUX_1X1, (),
                         "BRefine with 1×1 auxiliary convs"),
+    "brefine-paper-main": ("brefine_tiny_synthetic", lambda: PAPER_MAIN_LINE, (),
+                           "BRefine, paper widths on the main line, P2 reduced"),
+    "brefine-paper-p2": ("brefine_tiny_synthetic", lambda: PAPER_P2_LINE, (),
+                         "BRefine, narrowing main line, full-width P2 line"),
+    "brefine-paper-2stage": ("brefine_tiny_synthetic", lambda: PAPER_TWO_STAGES, (),
+                             "BRefine, 2 stages at the paper's widths"),
 }
 
 
