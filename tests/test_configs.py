@@ -168,3 +168,25 @@ def test_learning_rates_follow_the_published_recipes(name, lr, batch):
     cfg = load_config(name)
     assert cfg.optim_wrapper.optimizer.lr == lr
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=batch)
+
+
+@pytest.mark.parametrize("key, value", [("optim_wrapper.optimizer.lr", "abc"),
+                                        ("train_cfg.max_iters", [1, 2]),
+                                        ("rpn_weight", True)])
+def test_a_number_is_overridden_by_a_number_only(key, value):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("brefine_tiny_synthetic", {key: value})
+    # a number, or None (unset), is taken
+    assert load_config("brefine_tiny_synthetic",
+                       {"optim_wrapper.optimizer.lr": 0.01}).optim_wrapper.optimizer.lr == 0.01
+    assert load_config("brefine_tiny_synthetic", {"model.roi_head.mask_head.aux_channels": None}
+                       ).model.roi_head.mask_head.aux_channels is None
+
+
+@pytest.mark.parametrize("text, what", [("x = (\n", "SyntaxError"), ("x = undefined_name\n",
+                                                                     "NameError")])
+def test_an_unreadable_config_is_one_error_naming_the_file(tmp_path, text, what):
+    path = tmp_path / "broken.py"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"broken.py.*{what}"):
+        load_config(path)

@@ -215,3 +215,19 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     assert sorted(table["trial_id"]) == sorted(by_trial)
     parent = client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and "best.trial_id" in parent.data.tags
+
+
+def test_a_search_whose_trials_all_fail_is_a_failure_naming_the_first_error():
+    from types import SimpleNamespace
+
+    from tune.driver import SearchFailed, raise_if_every_trial_failed
+
+    def result(error):
+        return SimpleNamespace(error=error)
+
+    raise_if_every_trial_failed([])  # nothing ran: no verdict here
+    raise_if_every_trial_failed([result(None), result(RuntimeError("x"))])
+    with pytest.raises(SearchFailed, match="all 2 trials failed; the first: "
+                                           "ValueError: lr must be positive"):
+        raise_if_every_trial_failed([result(ValueError("lr must be positive")),
+                                     result(RuntimeError("later"))])

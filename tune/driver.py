@@ -176,9 +176,13 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
                 end_remaining(client, experiment_id, parent_id, "KILLED")
                 raise
             end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
+            raise_if_every_trial_failed(results)
             report = finish_report(client, parent_id, results, metric, schedule_length(cfg),
                                    run, repeated_points(args, space)[1] if args.repeat_default
                                    else {})
+    except SearchFailed as err:
+        print(f"error: search '{run.name}' FAILED: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"interrupted: search '{run.name}' ended KILLED (MLflow: parent and running "
               f"trials). Continue it with: python tune/search.py --resume --name {run.name} "
@@ -191,6 +195,20 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
     print(f"search took {time.time() - started:.0f} s; results in {report['written']}")
     print(f"MLflow: {mlflow_ui_hint(run.tracking_uri, run.experiment)}")
     return 0
+
+
+class SearchFailed(RuntimeError):
+    """No trial of the search finished; the message is the first trial's error."""
+
+
+def raise_if_every_trial_failed(results) -> None:
+    """Raises SearchFailed when Tune's ``results`` hold trials and all of them failed."""
+    errors = [r.error for r in results if r.error is not None]
+    if len(results) and len(errors) == len(results):
+        from brefine.driver.trainer import describe_failure
+
+        raise SearchFailed(f"all {len(errors)} trials failed; the first: "
+                           f"{describe_failure(errors[0])}")
 
 
 def schedule_length(cfg: Config) -> int:

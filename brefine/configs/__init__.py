@@ -88,6 +88,26 @@ def _check_key_exists(cfg: Config, dotted: str) -> None:
                               f"{dotted!r} (config {cfg.filename})")
 
 
+def _check_value_type(cfg: Config, dotted: str, value: Any) -> None:
+    """A number in the config takes a number: ``lr=abc`` fails here, not in a worker."""
+    found, current = _lookup(cfg, dotted)
+    numeric = (int, float)
+    if found and isinstance(current, numeric) and not isinstance(current, bool) and \
+            value is not None and not (isinstance(value, numeric) and not isinstance(value, bool)):
+        raise ConfigError(f"override {dotted}={value!r}: the config's value is the number "
+                          f"{current!r}; give a number (or None)")
+
+
+def _read(path: Path) -> Config:
+    """``Config.fromfile``; a config that is not valid Python is a ConfigError naming the file."""
+    try:
+        return Config.fromfile(str(path))
+    except (SyntaxError, NameError, ImportError, TypeError, KeyError, AttributeError) as err:
+        where = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+        raise ConfigError(f"config {path} cannot be read{where}: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}") from None
+
+
 def apply_hyperparameters(cfg: Config) -> Config:
     """Validate the top-level hyperparameters and write them into the model."""
     for name, hyper in HYPERPARAMETERS.items():
@@ -210,10 +230,11 @@ def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
     the datasets and evaluators, see :func:`apply_data_root`.
 
     Raises:
-        ConfigError: unknown config, unknown override key, or a hyperparameter
-            out of range; the message names it.
+        ConfigError: unknown or unreadable config, unknown override key, a
+            number overridden by something else, or a hyperparameter out of
+            range; the message names it.
     """
-    cfg = Config.fromfile(str(resolve_config_path(name_or_path)))
+    cfg = _read(resolve_config_path(name_or_path))
     # what the dataset decides of the model (its class count, say), before the user's word
     cfg.merge_from_dict(dict(cfg.get("dataset_model_settings") or {}))
     overrides = dict(overrides or {})
@@ -222,6 +243,7 @@ def load_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = 
     # that one override adds (--amp's optim_wrapper.loss_scale) can be set by a later one
     for key, value in overrides.items():
         _check_key_exists(cfg, key)
+        _check_value_type(cfg, key, value)
         cfg.merge_from_dict({key: value})
     if data_root is not None:
         apply_data_root(cfg, data_root)
