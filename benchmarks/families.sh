@@ -3,14 +3,25 @@
 # the order that answers the main question first: shipped Mask R-CNN against
 # shipped BRefine on every family, seed 0, then seeds 1-2; then Mask R-CNN +
 # Rank & Sort; then the occlusion family at 3x the schedule (does BRefine learn
-# slower, or end lower?). Every step resumes: run the script again after a stop.
-# Hours of CPU on 2 cores; `nice` it beside other work.
-set -euo pipefail
+# slower, or end lower?). Every step resumes, from the runs in the results and
+# each training's last checkpoint: run the script again after a stop. A step
+# whose trainings failed (a worker lost beside other work, say) is tried again,
+# up to 3 times, before the script gives up. Hours of CPU on 2 cores.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 families=(clutter occlusion thin small shapes)
-acc() { "$PY" benchmarks/accuracy.py --parallel "${PARALLEL:-2}" --name families "$@"; }
-acc --families "${families[@]}" --variants mask-rcnn brefine --seeds 0
-acc --families "${families[@]}" --variants mask-rcnn brefine --seeds 1 2
-acc --families "${families[@]}" --variants mask-rcnn+rs --seeds 0 1 2
+
+acc() {
+  local attempt
+  for attempt in 1 2 3; do
+    "$PY" benchmarks/accuracy.py --parallel "${PARALLEL:-2}" --name families "$@" && return 0
+    echo "families.sh: step failed (attempt $attempt of 3): $*" >&2
+  done
+  return 1
+}
+
+acc --families "${families[@]}" --variants mask-rcnn brefine --seeds 0 &&
+acc --families "${families[@]}" --variants mask-rcnn brefine --seeds 1 2 &&
+acc --families "${families[@]}" --variants mask-rcnn+rs --seeds 0 1 2 &&
 acc --families occlusion --variants mask-rcnn brefine --seeds 0 1 2 --max-iters 3600 --val-every 600
