@@ -43,6 +43,7 @@ def trial_table(results, metric: str, max_iters: int):
 
 
 def best_row(table, metric: str) -> Optional[dict[str, Any]]:
+    """The best trial's id, values, seed, best ``metric`` and path; None when none reported it."""
     column = f"best_{metric}"
     if column not in table or not table[column].notna().any():
         return None
@@ -70,6 +71,7 @@ def seed_noise(table, metric: str, repeated: dict) -> Optional[dict[str, float]]
 
 def summary_markdown(table, metric: str, best: Optional[dict], search: str,
                      noise: Optional[dict] = None) -> str:
+    """The search's ``summary.md``: the best trial, the seed-noise verdict and the trial table."""
     lines = [f"# Search {search}", "", f"metric: `{metric}` (max)", ""]
     if best is not None:
         lines += ["best trial: " + ", ".join(f"{k}={v}" for k, v in best.items() if k != "path"),

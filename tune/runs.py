@@ -41,6 +41,7 @@ def find_child(client: Any, experiment_id: str, parent_id: str, trial_id: str) -
 
 
 def children(client: Any, experiment_id: str, parent_id: str) -> list:
+    """Every child run of ``parent_id`` (the search's trials), whatever its state."""
     return client.search_runs([experiment_id],
                               filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'")
 
@@ -54,9 +55,11 @@ class ChildRunStates(Callback):
         self.max_iters, self.storage = max_iters, storage
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        """End the trial's child run FINISHED, tagged with whether it was stopped early."""
         self._end(trial, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        """End the trial's child run FAILED."""
         self._end(trial, "FAILED")
 
     def _end(self, trial, status: str) -> None:

@@ -25,6 +25,11 @@ EMBEDDED_CONFIG = "brefine_tiny_synthetic"
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """The search's options from ``argv`` (default: ``sys.argv``).
+
+    Raises:
+        SystemExit: bad options (argparse prints the usage) or ``--help``.
+    """
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=EMBEDDED_CONFIG,
@@ -67,6 +72,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the search; returns the exit status (2 for bad input, 130 when interrupted)."""
     from tune.driver import run_search
 
     return run_search(parse_args(argv))

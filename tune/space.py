@@ -24,13 +24,19 @@ class SearchSpace:
     @classmethod
     def from_options(cls, options: dict[str, tuple | None], fixed: dict[str, Any]
                      ) -> "SearchSpace":
-        """Validate command-line ranges (None: the table's default) against the table."""
+        """Validate command-line ranges (None: the table's default) against the table.
+
+        Raises:
+            ConfigError: a range or choice out of the table's bounds, or a bad
+                fixed value; the message names the option.
+        """
         ranges = {name: hyper.check_search(tuple(options.get(name) or hyper.search_default))
                   for name, hyper in HYPERPARAMETERS.items()}
         return cls(ranges, {k: HYPERPARAMETERS[k].validate(v) for k, v in fixed.items()})
 
     @property
     def searched(self) -> list[str]:
+        """The names the search varies: every hyperparameter not fixed with ``--set``."""
         return [name for name in self.ranges if name not in self.fixed]
 
     def param_space(self) -> dict[str, Any]:

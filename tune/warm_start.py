@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from mmengine.hooks import Hook
+
 MASK_BRANCH = ("mask_head", "mask_roi_extractor")
 RECIPE_VERSION = 2  # a change to how the base is trained is a new cache key
 
@@ -45,13 +47,68 @@ def _key(config_path: Path, overrides: dict, data_root: str, iters: int) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
-def base_detector(config: str, overrides: dict, data_root: str, iters: int,
-                  log: Callable[[str], None] = print, cache: Optional[Path] = None) -> Path:
-    """The cached base weights of ``config`` (trained now when missing)."""
+class _Progress(Hook):
+    """Logs the base detector's loss and the time left, ten times over its ``iters``."""
+
+    priority = "LOWEST"
+
+    def __init__(self, iters: int, log: Callable[[str], None]) -> None:
+        self.iters = iters
+        self.log = log
+        self.started = time.time()
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        """Log every tenth of the run and at its last iteration."""
+        iters = self.iters
+        done = runner.iter + 1
+        if done % max(1, iters // 10) == 0 or done == iters:
+            rate = (time.time() - self.started) / done
+            self.log(f"  base detector: {done}/{iters} iterations, loss "
+                     f"{float(outputs['loss'].detach()):.3f}, "
+                     f"{rate * (iters - done) / 60:.1f} min left")
+
+
+def _train_and_save(cfg, config_path: Path, iters: int, folder: Path,
+                    log: Callable[[str], None]) -> None:
+    """Train ``cfg``'s detector without its mask branch, quietly, and save it in ``folder``."""
     import torch
-    from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
+    for part in MASK_BRANCH:
+        cfg.model.roi_head[part] = None
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        cfg.work_dir = tmp
+        # MMEngine keeps one visualizer per name, process-wide: a later Runner
+        # would find this one, writing into this deleted folder
+        cfg.visualizer.name = f"base-detector-{Path(tmp).name}"
+        # the trials validate; the base need not
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        cfg.default_hooks.checkpoint = None
+        cfg.default_hooks.logger = dict(type="LoggerHook", interval=10 ** 9)
+        cfg.log_level = "WARNING"
+        runner = Runner.from_cfg(cfg)
+        runner.register_hook(_Progress(iters, log))
+        runner.train()
+        state = runner.model.state_dict()
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        torch.save({"state_dict": state, "meta": {"config": config_path.name, "iters": iters}},
+                   partial / "base.pth")
+        shutil.rmtree(folder, ignore_errors=True)
+        partial.rename(folder)
+
+
+def base_detector(config: str, overrides: dict, data_root: str, iters: int,
+                  log: Callable[[str], None] = print, cache: Optional[Path] = None) -> Path:
+    """The cached base weights of ``config`` (trained now when missing).
+
+    Returns:
+        The path of ``base.pth`` under ``cache`` (default ``brefine.paths.cache_dir()``).
+
+    Raises:
+        ConfigError: an unknown config or a bad override.
+    """
     from brefine.configs import load_config, resolve_config_path, schedule_overrides
     from brefine.paths import cache_dir
 
@@ -69,42 +126,6 @@ def base_detector(config: str, overrides: dict, data_root: str, iters: int,
         load_config(config_path, overrides), iters)}, data_root)
     log(f"base detector: training {config_path.stem} once, {iters} iterations (the time left "
         f"is printed as it goes), cached in {folder}")
-
-    class Progress(Hook):
-        priority = "LOWEST"
-
-        def __init__(self) -> None:
-            self.started = time.time()
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            done = runner.iter + 1
-            if done % max(1, iters // 10) == 0 or done == iters:
-                rate = (time.time() - self.started) / done
-                log(f"  base detector: {done}/{iters} iterations, loss "
-                    f"{float(outputs['loss'].detach()):.3f}, {rate * (iters - done) / 60:.1f} min left")
-
-    for part in MASK_BRANCH:
-        cfg.model.roi_head[part] = None
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        cfg.work_dir = tmp
-        # MMEngine keeps one visualizer per name, process-wide: a later Runner
-        # would find this one, writing into this deleted folder
-        cfg.visualizer.name = f"base-detector-{Path(tmp).name}"
-        # the trials validate; the base need not
-        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-        cfg.default_hooks.checkpoint = None
-        cfg.default_hooks.logger = dict(type="LoggerHook", interval=10 ** 9)
-        cfg.log_level = "WARNING"
-        runner = Runner.from_cfg(cfg)
-        runner.register_hook(Progress())
-        runner.train()
-        state = runner.model.state_dict()
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        torch.save({"state_dict": state, "meta": {"config": config_path.name, "iters": iters}},
-                   partial / "base.pth")
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
+    _train_and_save(cfg, config_path, iters, folder, log)
     log(f"base detector: saved {weights}")
     return weights

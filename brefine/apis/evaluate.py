@@ -28,6 +28,14 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     generated into the cache when missing, ``s3://`` roots are mirrored) and
     checked before the model is built; the checkpoint must hold every weight
     of the config's model and only safe types (:mod:`brefine.checkpoints`).
+
+    Raises:
+        ConfigError: a bad config, override or ``split``, or a config without
+            a COCO metric evaluator.
+        DatasetCheckError: the split's data fails the quick check, or its
+            ``s3://`` root cannot be mirrored.
+        CheckpointError: the checkpoint cannot be fetched, holds unsafe types
+            or does not fit the model.
     """
     from mmengine.runner import Runner
 

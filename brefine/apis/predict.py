@@ -20,7 +20,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def collect_images(paths: Sequence[str]) -> list[Path]:
-    """Image files given directly or found in the given folders (sorted)."""
+    """Image files given directly or found in the given folders (sorted).
+
+    Raises:
+        FileNotFoundError: a path does not exist, or none holds an image.
+    """
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
@@ -40,25 +44,11 @@ def _batches(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
-def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Path,
-            device: str = "cpu", batch_size: int = 4, score_thr: float = 0.3,
-            trust_checkpoint: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Run the model on ``images``; returns the path of ``predictions.json``."""
-    import torch
-    from mmcv.transforms import Compose
-    from mmengine.dataset import pseudo_collate
-    from PIL import Image
-    from pycocotools import mask as mask_utils
-
-    from brefine.configs import load_config
-    from brefine.visualization import overlay_masks, pyplot
+def _load_model(cfg, weights: str, device: str, trust_checkpoint: bool):
+    """The config's detector with ``weights`` loaded, in eval mode, and the checkpoint."""
     from brefine.checkpoints import CheckpointError, load_checkpoint_file
     from brefine.models.build import build_detector
 
-    paths = collect_images(images)
-    out_dir = Path(out_dir)
-    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    cfg = load_config(config)
     model = build_detector(cfg, init_weights=False).to(device).eval()
     state = load_checkpoint_file(weights, trust=trust_checkpoint)
     missing, unexpected = model.load_state_dict(state.get("state_dict", state), strict=False)
@@ -66,6 +56,64 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
         raise CheckpointError(f"checkpoint {weights} does not fit the config's model: "
                               f"{len(missing)} missing weights (e.g. {missing[:3]}), "
                               f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    return model, state
+
+
+def _detections(image_id: int, path: Path, masks, labels: list, scores: list, boxes,
+                classes: Sequence[str]) -> list[dict]:
+    """The COCO results entries of one image's kept detections."""
+    from pycocotools import mask as mask_utils
+
+    entries = []
+    for mask, label, score, box in zip(masks, labels, scores, boxes):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        entries.append(dict(
+            image_id=image_id, file_name=str(path), category_id=label + 1,
+            category=classes[label] if label < len(classes) else str(label),
+            bbox=[float(box[0]), float(box[1]), float(box[2] - box[0]),
+                  float(box[3] - box[1])],
+            score=float(score), segmentation=dict(size=rle["size"],
+                                                  counts=rle["counts"].decode())))
+    return entries
+
+
+def _save_overlay(plt, path: Path, masks, labels: list, scores: list, classes: Sequence[str],
+                  out_dir: Path) -> None:
+    """Draw the kept masks with class names and scores over the image into ``overlays/``."""
+    from PIL import Image
+
+    from brefine.visualization import overlay_masks
+
+    image = np.asarray(Image.open(path).convert("RGB"))
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
+    names = [f"{classes[c] if c < len(classes) else c} {s:.2f}"
+             for c, s in zip(labels, scores)]
+    overlay_masks(ax, image, masks, names, [plt.cm.tab10(k % 10) for k in range(len(masks))])
+    fig.savefig(out_dir / "overlays" / f"{path.stem}.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Path,
+            device: str = "cpu", batch_size: int = 4, score_thr: float = 0.3,
+            trust_checkpoint: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Run the model on ``images``; returns the path of ``predictions.json``.
+
+    Raises:
+        FileNotFoundError: an image or folder is missing, or holds no images.
+        CheckpointError: ``weights`` cannot be loaded or does not fit the model.
+    """
+    import torch
+    from mmcv.transforms import Compose
+    from mmengine.dataset import pseudo_collate
+
+    from brefine.configs import load_config
+    from brefine.visualization import pyplot
+
+    paths = collect_images(images)
+    out_dir = Path(out_dir)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    cfg = load_config(config)
+    model, state = _load_model(cfg, weights, device, trust_checkpoint)
     pipeline = Compose([t for t in cfg.test_dataloader.dataset.pipeline
                         if t["type"] != "LoadAnnotations"])
     classes = cfg.get("metainfo", {}).get("classes") or \
@@ -85,22 +133,8 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
             labels = pred.labels[keep].cpu().tolist()
             scores = pred.scores[keep].cpu().tolist()
             boxes = pred.bboxes[keep].cpu().numpy()
-            for mask, label, score, box in zip(masks, labels, scores, boxes):
-                rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-                results.append(dict(
-                    image_id=image_id, file_name=str(path), category_id=label + 1,
-                    category=classes[label] if label < len(classes) else str(label),
-                    bbox=[float(box[0]), float(box[1]), float(box[2] - box[0]),
-                          float(box[3] - box[1])],
-                    score=float(score), segmentation=dict(size=rle["size"],
-                                                          counts=rle["counts"].decode())))
-            image = np.asarray(Image.open(path).convert("RGB"))
-            fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
-            names = [f"{classes[c] if c < len(classes) else c} {s:.2f}"
-                     for c, s in zip(labels, scores)]
-            overlay_masks(ax, image, masks, names, [plt.cm.tab10(k % 10) for k in range(len(masks))])
-            fig.savefig(out_dir / "overlays" / f"{path.stem}.png", dpi=100, bbox_inches="tight")
-            plt.close(fig)
+            results += _detections(image_id, path, masks, labels, scores, boxes, classes)
+            _save_overlay(plt, path, masks, labels, scores, classes, out_dir)
         done += len(batch)
         log(f"  {done}/{len(paths)} images")
     target = out_dir / "predictions.json"

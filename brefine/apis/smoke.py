@@ -16,7 +16,16 @@ PACKAGES = ("torch", "torchvision", "mmengine", "mmcv", "mmdet", "ray", "mlflow"
 
 
 def smoke(device: str = "cpu", log=print) -> dict:
-    """Run the checks; raises on the first failure. Returns the step's losses."""
+    """Run the checks, logging each result; stops at the first failure.
+
+    Returns:
+        The training step's record: ``step``, ``seconds``, ``loss`` and each ``loss_*`` term.
+
+    Raises:
+        ImportError: a package a run needs is missing.
+        RuntimeError: a CUDA ``device`` without a GPU, mmcv ops giving wrong
+            results on the device, or a non-finite loss.
+    """
     import torch
 
     for name in PACKAGES:

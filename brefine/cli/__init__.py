@@ -30,6 +30,7 @@ def known_errors() -> tuple[type[Exception], ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `brefine` argument parser, with every command registered."""
     parser = argparse.ArgumentParser(
         prog="brefine", description="Mask R-CNN + BRefine: train with Ray Train, evaluate, "
                                     "predict; see tune/search.py for the search")
@@ -40,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status (2 for a known error)."""
+    """Run one command; returns its exit status (2 for a known error).
+
+    Raises:
+        Exception: a known error itself, when ``$BREFINE_TRACEBACK`` is set; any
+            other error (a bug) always.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    """Add the `brefine data` parser to `sub`."""
     from brefine.data.families import FAMILIES
 
     data = sub.add_parser("data", help="datasets: generate a built-in one, check one")
@@ -51,6 +52,7 @@ def register(sub) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    """Run `brefine data synth`; returns the exit status."""
     from brefine.data.synthetic import write_synthetic_dataset
 
     out = write_synthetic_dataset(args.out, images=args.images, val_images=args.val_images,
@@ -62,6 +64,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_cityscapes(args: argparse.Namespace) -> int:
+    """Run `brefine data cityscapes-to-coco`; returns the exit status."""
     from brefine.data.cityscapes import convert_cityscapes
 
     for path in convert_cityscapes(args.root, tuple(args.splits)):
@@ -70,6 +73,7 @@ def run_cityscapes(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Run `brefine data check`; returns the exit status (1 when the dataset has errors)."""
     from brefine.data.check import check_dataset
 
     root = Path(args.path)

@@ -10,6 +10,7 @@ from .common import add_config_args
 
 
 def register(sub) -> None:
+    """Add the `brefine demo` parser to `sub`."""
     parser = sub.add_parser("demo", help="train the tiny BRefine a few iterations on toy batches")
     add_config_args(parser, default="brefine_tiny_synthetic")
     parser.add_argument("--iterations", type=int, default=5)
@@ -18,6 +19,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine demo`; returns the exit status."""
     from brefine.apis.toy_train import toy_train
     from brefine.configs import load_config, parse_overrides
 

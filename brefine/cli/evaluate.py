@@ -11,6 +11,7 @@ from .common import add_model_args
 
 
 def register(sub) -> None:
+    """Add the `brefine eval` parser to `sub`."""
     parser = sub.add_parser("eval", help="evaluate a checkpoint on the config's val or test set")
     add_model_args(parser)
     parser.add_argument("--data-root", help="dataset root (overrides the config's data_root)")
@@ -25,6 +26,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine eval`; returns the exit status."""
     from brefine.apis.evaluate import evaluate
     from brefine.configs import parse_overrides
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    """Add the `brefine mlflow-server` parser to `sub`."""
     parser = sub.add_parser("mlflow-server", help="run the MLflow tracking server of a cluster "
                                                   "(loopback, proxied artifacts)")
     parser.add_argument("--backend-store-uri", default=f"sqlite:///{Path.home()}/mlflow/mlflow.db",
@@ -22,6 +23,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine mlflow-server`: this process becomes the server and does not return."""
     from brefine.tracking.server import exec_server, server_command
 
     exec_server(server_command(args.backend_store_uri, args.artifacts_destination, args.host,

@@ -9,6 +9,7 @@ from .common import add_model_args
 
 
 def register(sub) -> None:
+    """Add the `brefine predict` parser to `sub`."""
     parser = sub.add_parser("predict", help="run a trained model on images: COCO results json "
                                             "and overlays")
     add_model_args(parser)
@@ -22,6 +23,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine predict`; returns the exit status."""
     from brefine.apis.predict import collect_images, predict
 
     from .common import model_and_weights

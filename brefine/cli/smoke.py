@@ -7,6 +7,7 @@ import sys
 
 
 def register(sub) -> None:
+    """Add the `brefine smoke` parser to `sub`."""
     parser = sub.add_parser("smoke", help="import everything and train one BRefine step on a "
                                           "device (checks an install or an image)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -14,6 +15,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine smoke`; returns the exit status."""
     from brefine.apis.smoke import smoke
 
     try:

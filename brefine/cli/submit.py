@@ -8,6 +8,7 @@ import shlex
 
 
 def register(sub) -> None:
+    """Add the `brefine submit` parser to `sub`."""
     parser = sub.add_parser("submit", help="submit a job to a Ray cluster (ray job submit that "
                                            "waits for a settling head and follows the logs)")
     parser.add_argument("--address", default=os.environ.get("RAY_DASHBOARD_ADDRESS",
@@ -24,6 +25,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine submit`; returns the exit status.
+
+    Raises:
+        UsageError: no entrypoint after ``--``.
+    """
     from brefine.driver.submit import submit
 
     from . import UsageError

@@ -11,6 +11,7 @@ from .common import command_line
 
 
 def register(sub) -> None:
+    """Add the `brefine train` parser to `sub`."""
     parser = sub.add_parser("train", help="one training run through Ray Train (DDP)")
     parser.add_argument("config", help="config file or name of a shipped config")
     add_run_options(parser, name_help="run name (default: <config>-<time>); a run started "
@@ -20,6 +21,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `brefine train`; returns the exit status."""
     from brefine.driver.options import options_from_args
     from brefine.driver.ray_cluster import is_local
     from brefine.driver.train import TrainingFailed, train

@@ -29,6 +29,8 @@ BOX_TOLERANCE = 1.0    # pixels a box may stick out of its image (rounding in co
 
 @dataclass
 class Problem:
+    """One thing wrong with a dataset: how bad, where, what, and how to fix it."""
+
     level: str   # "error" or "warning"
     where: str   # "image 12 (a.jpg)", "annotation 7", the file
     what: str
@@ -40,25 +42,32 @@ class Problem:
 
 @dataclass
 class CheckReport:
+    """What :func:`check_dataset` found in one annotation file: problems and a summary."""
+
     ann_file: str
     problems: list[Problem] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems of level "error", in the order found."""
         return [p for p in self.problems if p.level == "error"]
 
     @property
     def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
         return not self.errors
 
     def error(self, where: str, what: str, fix: str) -> None:
+        """Record an error: a problem that stops training."""
         self.problems.append(Problem("error", where, what, fix))
 
     def warning(self, where: str, what: str, fix: str) -> None:
+        """Record a warning: worth knowing, but training goes on."""
         self.problems.append(Problem("warning", where, what, fix))
 
     def format(self, max_problems: int = 50) -> str:
+        """The report as text: the summary, the counts and the first ``max_problems`` problems."""
         lines = [f"dataset check of {self.ann_file}"]
         s = self.summary
         if s:
@@ -172,79 +181,94 @@ def _check_images(images: list[dict], image_dir: Path, full: bool, report: Check
                              "fix width/height in the json or the file")
 
 
-def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True,
-                  log: Optional[Callable[[str], None]] = None) -> CheckReport:
-    """Check one COCO-format annotation file and the images it lists.
-
-    ``full`` decodes every image in full and every mask; without it, files
-    must exist and masks be well-formed. Either way a split with no usable
-    (non-crowd) annotation is an error: training on it cannot work.
-    """
-    from brefine.ops.boundary import boundary_region
-
-    report = CheckReport(str(ann_file))
+def _load_coco(ann_file: str | Path, report: CheckReport) -> Optional[dict]:
+    """The parsed annotation file, or None with the reason in ``report``."""
     try:
         data = json.loads(Path(ann_file).read_text())
     except FileNotFoundError:
         report.error(str(ann_file), "annotation file not found", "fix --ann-file / data_root")
-        return report
+        return None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         report.error(str(ann_file), f"not valid JSON ({err})", "regenerate or repair the file")
-        return report
+        return None
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
     if missing:
         report.error(str(ann_file), f"no list {missing} at top level", "use COCO instance format")
-        return report
+        return None
+    return data
 
-    images, anns, cats = data["images"], data["annotations"], data["categories"]
-    for items, what in ((images, "image"), (anns, "annotation"), (cats, "category")):
-        _duplicates(items, what, report)
-    image_by_id = {img.get("id"): img for img in images}
-    cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
-    _check_images(images, Path(image_dir), full, report, log)
 
-    per_class: Counter = Counter()
-    sizes: Counter = Counter()
-    anns_per_image: dict[Any, list[dict]] = {}
-    boundary_pixels = mask_pixels = sampled = 0
+def _check_box(ann: dict, image: Optional[dict], report: CheckReport) -> None:
+    """The box is [x, y, w, h], has a positive size and lies within its image."""
+    where = f"annotation {ann.get('id')}"
+    bbox = ann.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4):
+        report.error(where, f"bbox {bbox!r} is not [x, y, w, h]", "fix the box")
+        return
+    x, y, w, h = bbox
+    if w <= 0 or h <= 0:
+        report.error(where, f"box with non-positive size {w}x{h}",
+                     "fix the box or drop the annotation")
+    elif image is not None and (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE
+                                or x + w > image["width"] + BOX_TOLERANCE
+                                or y + h > image["height"] + BOX_TOLERANCE):
+        report.error(where, f"box {bbox} lies outside its {image['width']}x"
+                            f"{image['height']} image", "clip or fix the box")
+
+
+def _boundary_pixels(mask: np.ndarray) -> int:
+    """Pixels of the mask's boundary band, 2% of its diagonal wide."""
+    import torch
+
+    from brefine.ops.boundary import boundary_region
+
+    diag = math.hypot(*mask.shape)
+    band = boundary_region(torch.from_numpy(mask)[None], width=max(1, round(0.02 * diag)),
+                           border_value=0)
+    return int(band.sum())
+
+
+@dataclass
+class _AnnotationStats:
+    """What the annotation pass counts for the summary and the crowd check."""
+    per_class: Counter = field(default_factory=Counter)
+    sizes: Counter = field(default_factory=Counter)
+    anns_per_image: dict[Any, list[dict]] = field(default_factory=dict)
+    boundary_pixels: int = 0
+    mask_pixels: int = 0
+    sampled: int = 0
+
+
+def _check_annotations(anns: list[dict], image_by_id: dict, cat_names: dict, full: bool,
+                       report: CheckReport) -> _AnnotationStats:
+    """Each annotation's image, category, box and mask; counts what the summary shows."""
+    stats = _AnnotationStats()
     for ann in anns:
         where = f"annotation {ann.get('id')}"
         image = image_by_id.get(ann.get("image_id"))
         if image is None:
             report.error(where, f"refers to unknown image_id {ann.get('image_id')}",
                          "fix image_id or add the image")
-        anns_per_image.setdefault(ann.get("image_id"), []).append(ann)
+        stats.anns_per_image.setdefault(ann.get("image_id"), []).append(ann)
         if ann.get("category_id") not in cat_names:
             report.error(where, f"unknown category_id {ann.get('category_id')}",
                          f"use one of {sorted(cat_names)}")
         else:
-            per_class[cat_names[ann["category_id"]]] += 1
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4):
-            report.error(where, f"bbox {bbox!r} is not [x, y, w, h]", "fix the box")
-        else:
-            x, y, w, h = bbox
-            if w <= 0 or h <= 0:
-                report.error(where, f"box with non-positive size {w}x{h}",
-                             "fix the box or drop the annotation")
-            elif image is not None and (x < -BOX_TOLERANCE or y < -BOX_TOLERANCE
-                                        or x + w > image["width"] + BOX_TOLERANCE
-                                        or y + h > image["height"] + BOX_TOLERANCE):
-                report.error(where, f"box {bbox} lies outside its {image['width']}x"
-                                    f"{image['height']} image", "clip or fix the box")
+            stats.per_class[cat_names[ann["category_id"]]] += 1
+        _check_box(ann, image, report)
         area = float(ann.get("area") or 0)
-        sizes[next(name for name, lo, hi in SIZE_BINS if lo <= area < hi)] += 1
+        stats.sizes[next(name for name, lo, hi in SIZE_BINS if lo <= area < hi)] += 1
         mask = _check_segmentation(ann, image, full, report)
-        if mask is not None and sampled < BOUNDARY_SAMPLE:
-            import torch
+        if mask is not None and stats.sampled < BOUNDARY_SAMPLE:
+            stats.boundary_pixels += _boundary_pixels(mask)
+            stats.mask_pixels += int(mask.sum())
+            stats.sampled += 1
+    return stats
 
-            diag = math.hypot(*mask.shape)
-            band = boundary_region(torch.from_numpy(mask)[None], width=max(1, round(0.02 * diag)),
-                                   border_value=0)
-            boundary_pixels += int(band.sum())
-            mask_pixels += int(mask.sum())
-            sampled += 1
 
+def _check_usable(ann_file: str | Path, anns: list[dict], image_by_id: dict,
+                  anns_per_image: dict[Any, list[dict]], report: CheckReport) -> None:
+    """Warns of crowd-only images; an error when no annotation can train."""
     for image_id, image_anns in anns_per_image.items():
         if image_id in image_by_id and all(a.get("iscrowd") for a in image_anns):
             report.warning(f"image {image_id} ({image_by_id[image_id].get('file_name')})",
@@ -256,13 +280,45 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True
                                     "non-crowd on a listed image)",
                      "this split cannot train or evaluate a model; check the file is the "
                      "right one")
-    report.summary = dict(
+
+
+def _summary(images: list[dict], anns: list[dict], cats: list[dict],
+             stats: _AnnotationStats) -> dict[str, Any]:
+    """The counts ``CheckReport.format`` prints."""
+    return dict(
         images=len(images), instances=len(anns),
         crowd=sum(1 for a in anns if a.get("iscrowd")), categories=len(cats),
-        per_class=dict(sorted(per_class.items())),
-        sizes={name: sizes.get(name, 0) for name, _, _ in SIZE_BINS},
-        boundary_share=boundary_pixels / mask_pixels if mask_pixels else None,
-        boundary_sampled=sampled)
+        per_class=dict(sorted(stats.per_class.items())),
+        sizes={name: stats.sizes.get(name, 0) for name, _, _ in SIZE_BINS},
+        boundary_share=stats.boundary_pixels / stats.mask_pixels if stats.mask_pixels else None,
+        boundary_sampled=stats.sampled)
+
+
+def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True,
+                  log: Optional[Callable[[str], None]] = None) -> CheckReport:
+    """Check one COCO-format annotation file and the images it lists.
+
+    ``full`` decodes every image in full and every mask; without it, files
+    must exist and masks be well-formed. Either way a split with no usable
+    (non-crowd) annotation is an error: training on it cannot work.
+
+    Returns:
+        The report: its problems (errors and warnings) and, when the file
+        parses, a summary of the data. Bad data never raises.
+    """
+    report = CheckReport(str(ann_file))
+    data = _load_coco(ann_file, report)
+    if data is None:
+        return report
+    images, anns, cats = data["images"], data["annotations"], data["categories"]
+    for items, what in ((images, "image"), (anns, "annotation"), (cats, "category")):
+        _duplicates(items, what, report)
+    image_by_id = {img.get("id"): img for img in images}
+    cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
+    _check_images(images, Path(image_dir), full, report, log)
+    stats = _check_annotations(anns, image_by_id, cat_names, full, report)
+    _check_usable(ann_file, anns, image_by_id, stats.anns_per_image, report)
+    report.summary = _summary(images, anns, cats, stats)
     return report
 
 
@@ -275,7 +331,11 @@ def preflight(cfg, full: bool = False,
               ) -> list[CheckReport]:
     """Check the annotation files of a COCO-format config's dataloaders.
 
-    Raises DatasetCheckError with every problem when one has errors.
+    Returns:
+        One report per section, when none has errors.
+
+    Raises:
+        DatasetCheckError: listing every problem, when a report has errors.
     """
     reports = []
     for section in sections:

@@ -38,11 +38,16 @@ FLUSH_EVERY = 200  # objects between manifest writes
 
 
 def is_s3_uri(path: Any) -> bool:
+    """Whether ``path`` is a string starting with ``s3://``."""
     return isinstance(path, str) and path.startswith("s3://")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> (``bucket``, ``a/b/``); the prefix is a folder."""
+    """``s3://bucket/a/b`` -> (``bucket``, ``a/b/``); the prefix is a folder.
+
+    Raises:
+        ValueError: ``uri`` is not an ``s3://`` URI or names no bucket.
+    """
     if not is_s3_uri(uri):
         raise ValueError(f"not an s3:// URI: {uri!r}")
     bucket, _, prefix = uri[len("s3://"):].partition("/")
@@ -53,16 +58,24 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def default_cache_dir() -> Path:
+    """``$BREFINE_S3_CACHE``, else ``~/.cache/brefine/s3``: where S3 datasets are mirrored."""
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "brefine" / "s3"))
 
 
 def local_mirror(uri: str, cache_dir: Optional[Path] = None) -> Path:
+    """The local folder ``s3://bucket/prefix`` is mirrored to: ``<cache>/bucket/prefix``.
+
+    Raises:
+        ValueError: ``uri`` is not an ``s3://bucket/...`` URI.
+    """
     bucket, prefix = split_s3_uri(uri)
     return (Path(cache_dir) if cache_dir else default_cache_dir()) / bucket / prefix
 
 
 @dataclass
 class SyncReport:
+    """What one sync did: the local folder, objects fetched and skipped, bytes fetched."""
+
     local_dir: Path
     downloaded: int = 0
     skipped: int = 0
@@ -98,8 +111,12 @@ def mirror_path(local: Path, key: str, prefix: str) -> Path:
 
     Anyone who can write keys into the bucket chooses these names, so a key
     whose part below the prefix is absolute, has ``..``, ``.`` or empty
-    segments, or a backslash or NUL, is refused (DatasetCheckError naming
-    it): nothing is written outside the mirror folder.
+    segments, or a backslash or NUL, is refused: nothing is written outside
+    the mirror folder.
+
+    Raises:
+        DatasetCheckError: naming a key that is not a plain relative path
+            below the prefix, or that resolves outside ``local``.
     """
     rel = key[len(prefix):]
     parts = rel.split("/")
@@ -122,15 +139,81 @@ def _list_objects(client, bucket: str, prefix: str) -> list[dict]:
     return objects
 
 
+def _list_or_refuse(client, uri: str, bucket: str, prefix: str) -> list[dict]:
+    """The objects under the prefix; DatasetCheckError when unlistable or empty."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        objects = _list_objects(client, bucket, prefix)
+    except (BotoCoreError, ClientError) as err:
+        raise DatasetCheckError(f"cannot list the dataset at {uri}: {err}. Check the "
+                                "bucket name and that the AWS credentials of this node "
+                                "may read it (s3:ListBucket, s3:GetObject)") from None
+    if not objects:
+        raise DatasetCheckError(f"no objects under {uri}: is the prefix right?")
+    return objects
+
+
+def _plan(objects: list[dict], local: Path, prefix: str, manifest: dict,
+          report: SyncReport) -> list[tuple[str, str, str, int]]:
+    """(rel, key, etag, size) of the objects to fetch; records the up-to-date ones as skipped."""
+    pending = []
+    for obj in objects:  # every key is checked before anything is written
+        target = mirror_path(local, obj["Key"], prefix)
+        rel = target.relative_to(local).as_posix()
+        etag = obj["ETag"].strip('"')
+        if _up_to_date(target, obj["Size"], etag, manifest.get(rel)):
+            manifest[rel] = dict(etag=etag, size=obj["Size"])
+            report.skipped += 1
+        else:
+            pending.append((rel, obj["Key"], etag, obj["Size"]))
+    return pending
+
+
+def _fetch_object(client, bucket: str, key: str, target: Path) -> None:
+    """Download ``key`` into a ``.part`` file beside ``target``, renamed when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    client.download_file(bucket, key, str(part))
+    os.replace(part, target)
+
+
+def _download(client, bucket: str, prefix: str, local: Path,
+              pending: list[tuple[str, str, str, int]], manifest: dict, manifest_path: Path,
+              max_workers: int, report: SyncReport) -> None:
+    """Fetch ``pending`` in parallel, recording each in the manifest, flushed as it goes."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            futures = {pool.submit(_fetch_object, client, bucket, key, local / rel):
+                       (rel, etag, size) for rel, key, etag, size in pending}
+            for done, future in enumerate(as_completed(futures), 1):
+                rel, etag, size = futures[future]
+                try:
+                    future.result()
+                except (BotoCoreError, ClientError, OSError) as err:
+                    raise DatasetCheckError(
+                        f"cannot download s3://{bucket}/{prefix}{rel}: {err}") from None
+                manifest[rel] = dict(etag=etag, size=size)
+                report.downloaded += 1
+                report.bytes_downloaded += size
+                if done % FLUSH_EVERY == 0:
+                    _write_manifest(manifest_path, manifest)
+    finally:
+        _write_manifest(manifest_path, manifest)
+
+
 def sync_s3_prefix(uri: str, cache_dir: Optional[Path] = None, max_workers: int = 16,
                    client: Any = None) -> SyncReport:
     """Mirror ``s3://bucket/prefix`` into the local cache; returns what it did.
 
-    Raises DatasetCheckError naming the URI when it cannot be listed or holds
-    no objects.
+    Raises:
+        ValueError: ``uri`` is not an ``s3://bucket/...`` URI.
+        DatasetCheckError: the URI cannot be listed or holds no objects, an
+            object cannot be downloaded, or a key would land outside the mirror.
     """
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = split_s3_uri(uri)
     local = local_mirror(uri, cache_dir)
@@ -139,58 +222,22 @@ def sync_s3_prefix(uri: str, cache_dir: Optional[Path] = None, max_workers: int 
     report = SyncReport(local_dir=local)
     with open(local / ".brefine-s3.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            objects = _list_objects(client, bucket, prefix)
-        except (BotoCoreError, ClientError) as err:
-            raise DatasetCheckError(f"cannot list the dataset at {uri}: {err}. Check the "
-                                    "bucket name and that the AWS credentials of this node "
-                                    "may read it (s3:ListBucket, s3:GetObject)") from None
-        if not objects:
-            raise DatasetCheckError(f"no objects under {uri}: is the prefix right?")
-
+        objects = _list_or_refuse(client, uri, bucket, prefix)
         manifest_path = local / MANIFEST
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        pending = []
-        for obj in objects:  # every key is checked before anything is written
-            target = mirror_path(local, obj["Key"], prefix)
-            rel = target.relative_to(local).as_posix()
-            etag = obj["ETag"].strip('"')
-            if _up_to_date(target, obj["Size"], etag, manifest.get(rel)):
-                manifest[rel] = dict(etag=etag, size=obj["Size"])
-                report.skipped += 1
-            else:
-                pending.append((rel, obj["Key"], etag, obj["Size"]))
-
-        def fetch(rel: str, key: str) -> None:
-            target = local / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part = target.with_name(target.name + ".part")
-            client.download_file(bucket, key, str(part))
-            os.replace(part, target)
-
-        try:
-            with ThreadPoolExecutor(max_workers=max_workers) as pool:
-                futures = {pool.submit(fetch, rel, key): (rel, etag, size)
-                           for rel, key, etag, size in pending}
-                for done, future in enumerate(as_completed(futures), 1):
-                    rel, etag, size = futures[future]
-                    try:
-                        future.result()
-                    except (BotoCoreError, ClientError, OSError) as err:
-                        raise DatasetCheckError(
-                            f"cannot download s3://{bucket}/{prefix}{rel}: {err}") from None
-                    manifest[rel] = dict(etag=etag, size=size)
-                    report.downloaded += 1
-                    report.bytes_downloaded += size
-                    if done % FLUSH_EVERY == 0:
-                        _write_manifest(manifest_path, manifest)
-        finally:
-            _write_manifest(manifest_path, manifest)
+        pending = _plan(objects, local, prefix, manifest, report)
+        _download(client, bucket, prefix, local, pending, manifest, manifest_path,
+                  max_workers, report)
     return report
 
 
 def localize_data_root(data_root: Optional[str]) -> Optional[str]:
-    """A local directory for ``data_root``: S3 URIs are synced first, paths pass through."""
+    """A local directory for ``data_root``: S3 URIs are synced first, paths pass through.
+
+    Raises:
+        DatasetCheckError: an ``s3://`` root cannot be listed, is empty or
+            cannot be downloaded.
+    """
     if not is_s3_uri(data_root):
         return data_root
     report = sync_s3_prefix(data_root)

@@ -20,6 +20,15 @@ def resolve_data(config: str, overrides: Optional[dict] = None,
     variable) is synced to this node's cache (workers sync the same URI on
     their own nodes). The built-in synthetic data is generated into the cache
     when the config's default location has none, as every command finds it.
+
+    Returns:
+        (config, data root): the root is the ``s3://`` URI when the data came
+        from S3, the generated folder for the built-in data, else ``data_root``.
+
+    Raises:
+        ConfigError: an unknown config or a bad override.
+        DatasetCheckError: an ``s3://`` root cannot be listed, is empty or
+            cannot be downloaded.
     """
     overrides = dict(overrides or {})
     cfg = load_config(config, overrides, data_root)

@@ -68,6 +68,9 @@ class RunOptions:
         parent_run_id: the MLflow parent (a search) of the run, if any.
         report_checkpoints: trials hand Tune their checkpoints (PBT).
         params: what MLflow records beside the hyperparameters.
+
+    Raises:
+        ConfigError: a scale option (workers, GPUs, CPUs, failures) out of range.
     """
 
     config: str
@@ -96,6 +99,7 @@ class RunOptions:
 
     @property
     def artifact_location(self) -> Optional[str]:
+        """Where a new MLflow experiment keeps artifacts; None lets the server decide."""
         return default_artifact_location(self.tracking_uri, self.work_dir)
 
     def resolved(self, concurrent_runs: int = 1) -> "RunOptions":
@@ -140,7 +144,11 @@ class RunOptions:
 
 def check_scale(num_workers: int, gpus_per_worker: float, cpus_per_worker: Optional[float],
                 max_failures: int) -> None:
-    """Raises ConfigError naming the first scale option out of range."""
+    """Check the scale options of a run.
+
+    Raises:
+        ConfigError: naming the first scale option out of range.
+    """
     checks = ((num_workers >= 1, f"--num-workers must be >= 1, got {num_workers}"),
               (gpus_per_worker >= 0, f"--gpus-per-worker must be >= 0, got {gpus_per_worker}"),
               (cpus_per_worker is None or cpus_per_worker > 0,
@@ -157,6 +165,12 @@ def resolve_storage(storage: Optional[str], work_dir: Path) -> str:
 
     A local folder is created and written to here, so an unwritable one fails
     before Ray starts, naming the option.
+
+    Returns:
+        The URI as given, or the absolute path of the folder.
+
+    Raises:
+        ConfigError: a URI scheme other than s3, gs or file, or an unwritable folder.
     """
     if storage is not None and "://" in storage:
         if not storage.startswith(("s3://", "gs://", "file://")):
@@ -211,6 +225,7 @@ def prepare(config: str, overrides: Optional[dict] = None, data_root: Optional[s
 
 
 def default_run_name(config: str, prefix: str = "") -> str:
+    """``<prefix><config stem>-<YYYYmmdd-HHMMSS>``, a run name for now."""
     return f"{prefix}{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

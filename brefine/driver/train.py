@@ -54,6 +54,7 @@ def train(run: RunOptions, cfg: Config, description: str = "",
 
     Raises:
         RunNameInUse: a live run has the name.
+        TrackingError: MLflow cannot be reached or used.
         TrainingFailed: a worker failed (the run is FAILED).
         KeyboardInterrupt: Ctrl-C or SIGTERM (the run is KILLED).
     """

@@ -23,7 +23,12 @@ def register_model(client: Any, run_id: str, checkpoint: str | Path, cfg: Any,
                    name: str) -> Any:
     """Log the checkpoint's weights and ``cfg`` on the run; register them as ``name``.
 
-    Returns the new ModelVersion.
+    Returns:
+        The new ModelVersion.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or holds unsafe objects.
+        MlflowException: the registry refuses ``name`` (other than it existing already).
     """
     import torch
     from mlflow.exceptions import MlflowException
@@ -47,6 +52,7 @@ def register_model(client: Any, run_id: str, checkpoint: str | Path, cfg: Any,
 
 
 def is_model_uri(value: Optional[str]) -> bool:
+    """Whether ``value`` names a registered model (``models:/...``)."""
     return bool(value) and value.startswith("models:/")
 
 
@@ -57,6 +63,10 @@ def fetch_model(uri: str, tracking_uri: str, out_dir: Path) -> tuple[str, str]:
     The version is looked up in the registry of ``tracking_uri`` itself: MLflow's
     own ``models:/`` resolution asks the process-wide registry URI, which is not
     the server the user named.
+
+    Raises:
+        CheckpointError: a malformed URI, an unknown model or version, or a
+            version without brefine's config and weights files.
     """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException

@@ -44,6 +44,11 @@ def _on_head_node() -> bool:
 
 
 def should_relay(tracking_uri: str) -> bool:
+    """Whether this process must reach ``tracking_uri`` through the head node's relay.
+
+    Raises:
+        ValueError: ``$BREFINE_MLFLOW_RELAY`` is not auto, always or never.
+    """
     mode = os.environ.get(RELAY_ENV, "auto").lower()
     if mode not in ("auto", "always", "never"):
         raise ValueError(f"${RELAY_ENV} must be auto, always or never, got {mode!r}")
@@ -83,6 +88,7 @@ class RelayedMlflowClient:
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None
                      ) -> None:
+        """``MlflowClient.log_artifact``, the file's bytes sent to the head to log there."""
         import ray
 
         path = Path(local_path)

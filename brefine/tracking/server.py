@@ -24,7 +24,16 @@ BACKEND_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysq
 
 def server_command(backend_store_uri: str, artifacts_destination: str, host: str = "127.0.0.1",
                    port: int = 5000, workers: int = 2, allow_remote: bool = False) -> list[str]:
-    """The ``mlflow server`` command line; raises ValueError naming a bad argument."""
+    """The ``mlflow server`` command line (creates a SQLite store's folder).
+
+    Returns:
+        The argv list, ``mlflow`` from this interpreter's environment when there.
+
+    Raises:
+        TrackingError: a backend that is not a database URI, a non-loopback
+            ``host`` without ``allow_remote``, or a port outside 1-65535; the
+            message names the option.
+    """
     scheme = urlparse(backend_store_uri).scheme
     if scheme not in BACKEND_SCHEMES:
         raise TrackingError(f"--backend-store-uri must be a database URI ({', '.join(BACKEND_SCHEMES)}"
