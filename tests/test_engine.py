@@ -11,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from brefine.driver.options import prepare
-from brefine.driver.ray_cluster import start_ray
+from brefine.driver.ray_cluster import start_ray, stop_ray
 from brefine.driver.trainer import build_trainer
 from brefine.tracking.runs import TrackingError, connect, open_run
 
@@ -20,11 +20,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    import ray
+    from brefine.driver import ray_cluster as local
 
     start_ray(num_cpus=2)
+    temp_root = Path(local._local_temp_dir)
+    assert temp_root.stat().st_mode & 0o777 == 0o700
     yield
-    ray.shutdown()
+    stop_ray()
+    assert not temp_root.exists()  # a local Ray's logs leave with it
 
 
 def short_run(tiny_data, work_dir, iters, val_interval, name, overrides=None, **scale):

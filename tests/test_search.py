@@ -1,5 +1,8 @@
 """tune/search.py: bad input fails before Ray; ASHA, PBT and an interrupted search end to end."""
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,11 +48,26 @@ def test_bad_input_fails_fast_without_ray(args, message, tiny_data, tmp_path, ca
     assert not ray.is_initialized()
 
 
-def run_search(tmp_path, tiny_data, *extra, timeout=1200):
+def run_search(tmp_path, tiny_data, *extra, timeout=1200, env=None):
     cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
            "--num-samples", "3", "--max-concurrent", "1", "--stages", "1", "2",
            "--max-iters", "6", "--set", "train_cfg.val_interval=2", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp_path,
+                          env=None if env is None else {**os.environ, **env})
+
+
+CANARY = "canary-7f3a9c-not-a-key"
+
+
+def files_holding(root, text):
+    found = []
+    for path in Path(root).rglob("*"):
+        try:
+            if path.is_file() and text.encode() in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            continue
+    return found
 
 
 @pytest.mark.slow
@@ -60,12 +78,26 @@ def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, ti
                              stdout=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         assert other.stdout.readline().strip() == "up"
-        proc = run_search(tmp_path, tiny_data, "--name", "s1", "--max-concurrent", "2")
+        # a user's AWS keys in the environment (Tune copies them into the
+        # trainables' runtime env, which Ray's agent logs)
+        proc = run_search(tmp_path, tiny_data, "--name", "s1", "--max-concurrent", "2",
+                          env={"AWS_ACCESS_KEY_ID": "AKIA" + CANARY,
+                               "AWS_SECRET_ACCESS_KEY": CANARY,
+                               "BREFINE_KEEP_RAY_TEMP": "1"})  # kept, to be searched
     finally:
         other.terminate()
         other.wait(timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
+    # the keys are in no log, store or artifact; Ray's temp root is no one else's
+    ray_temp = Path(re.search(r"logs in (/tmp/brefine-ray-\S+?)\)", output).group(1))
+    try:
+        assert ray_temp.stat().st_mode & 0o777 == 0o700
+        assert files_holding(ray_temp, CANARY) == [p for p in files_holding(ray_temp, CANARY)
+                                                   if p.endswith("/aws-credentials")]
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert files_holding(tmp_path, CANARY) == [] and CANARY not in output
     assert "best trial:" in proc.stdout
     assert "multiple active Ray instances" not in output
     assert "coco/segm_mAP" in proc.stdout and "boundary_AP" in proc.stdout  # Tune's table

@@ -11,7 +11,11 @@ cannot be confused with any other Ray on the machine:
   State API for "the" cluster and, beside a second instance, found several
   and crashed, leaving the finished run's resources held;
 * the dashboard on 127.0.0.1 (Ray's own token authentication, on by default in
-  Ray 2.60, guards its other ports, which Ray binds on all interfaces).
+  Ray 2.60, guards its other ports, which Ray binds on all interfaces);
+* no AWS key in any environment Ray or Tune copies and logs: the keys move to
+  a 0600 credentials file (:func:`hide_aws_credentials`);
+* the temp root is mode 0700 and is deleted when the driver ends
+  (``$BREFINE_KEEP_RAY_TEMP=1`` keeps it).
 
 A run whose workers cannot be placed is reported on the terminal within a
 minute (:class:`ResourceWaitWatcher`) and fails after
@@ -29,8 +33,10 @@ SIGKILL: time enough to end the runs KILLED.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -82,28 +88,83 @@ def stop_ray(timeout_s: float = 30.0) -> None:
     leave with ``os._exit`` (whose threads are still inside ``fit()``), which
     runs no exit handler. A local Ray's dashboard and runtime-env agents
     were once seen to outlive such a driver, orphaned."""
-    import ray
-
-    stopper = threading.Thread(target=ray.shutdown, daemon=True)
+    stopper = threading.Thread(target=_remove_local_temp_dir, daemon=True)
     stopper.start()
     stopper.join(timeout_s)
+
+
+# Ray Tune copies these from the driver's environment into every trainable's
+# runtime env, which Ray's runtime-env agent writes to its log in clear text
+AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_SECURITY_TOKEN")
+KEEP_TEMP_ENV = "BREFINE_KEEP_RAY_TEMP"
+_local_temp_dir: Optional[str] = None
+
+
+def hide_aws_credentials(folder: str) -> Optional[str]:
+    """Move AWS keys from the environment into ``<folder>/aws-credentials`` (mode 0600).
+
+    ``AWS_SHARED_CREDENTIALS_FILE`` then points at the file, so this process,
+    the local Ray it starts and every worker of it read the same credentials
+    through the standard AWS chain (boto3, pyarrow), while no environment that
+    Ray or Tune copies or logs holds a key. Returns the file, or None when the
+    environment held no key.
+    """
+    keys = {name: os.environ[name] for name in AWS_SECRETS if os.environ.get(name)}
+    if not keys:
+        return None
+    path = os.path.join(folder, "aws-credentials")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"[{os.environ.get('AWS_PROFILE', 'default')}]\n")
+        if "AWS_ACCESS_KEY_ID" in keys:
+            out.write(f"aws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}\n")
+        if "AWS_SECRET_ACCESS_KEY" in keys:
+            out.write(f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}\n")
+        token = keys.get("AWS_SESSION_TOKEN") or keys.get("AWS_SECURITY_TOKEN")
+        if token:
+            out.write(f"aws_session_token = {token}\n")
+    for name in keys:
+        del os.environ[name]
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = path
+    return path
+
+
+def _remove_local_temp_dir() -> None:
+    """Shut the local Ray down and delete its temp root (unless $BREFINE_KEEP_RAY_TEMP)."""
+    global _local_temp_dir
+    if _local_temp_dir is None:
+        return
+    import ray
+
+    ray.shutdown()
+    if not os.environ.get(KEEP_TEMP_ENV):
+        shutil.rmtree(_local_temp_dir, ignore_errors=True)
+    _local_temp_dir = None
 
 
 def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
     import ray
 
+    global _local_temp_dir
     address = os.environ.get("RAY_ADDRESS")
     default_timeout = CLUSTER_START_TIMEOUT_S if address else LOCAL_START_TIMEOUT_S
     env = {START_TIMEOUT_ENV: os.environ.get(START_TIMEOUT_ENV, str(default_timeout))}
     if address:
         log(f"Ray: joining the cluster at {address}")
+        # the cluster's nodes have credentials of their own (cluster/README.md)
+        folder = tempfile.mkdtemp(prefix="brefine-aws-")
+        atexit.register(shutil.rmtree, folder, True)
+        hide_aws_credentials(folder)
         if not address.startswith("ray://"):  # a Ray Client address means nothing to workers
             env["RAY_ADDRESS"] = address  # the cleaner's State API lookup, as for a local Ray
         ray.init(address=address, runtime_env={"env_vars": env},
                  logging_level=logging.WARNING)
         return
     gcs_port, dashboard_port = _free_port(), _free_port()
+    # mode 0700: Ray's session logs inside are no other user's to read
     temp_dir = tempfile.mkdtemp(prefix="brefine-ray-", dir="/tmp")
+    hide_aws_credentials(temp_dir)
     log(f"Ray: starting a local instance ({num_cpus or os.cpu_count()} CPUs, dashboard "
         f"http://127.0.0.1:{dashboard_port}, logs in {temp_dir}); this takes up to a minute")
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
@@ -119,6 +180,9 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
             os.environ.pop("RAY_GCS_SERVER_PORT", None)
         else:
             os.environ["RAY_GCS_SERVER_PORT"] = saved
+    os.chmod(temp_dir, 0o700)
+    _local_temp_dir = temp_dir
+    atexit.register(_remove_local_temp_dir)
 
 
 class ResourceWaitWatcher:
