@@ -44,11 +44,15 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", trust: boo
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    if trust:
-        return torch.load(path, map_location=map_location, weights_only=False)
     try:
+        if trust:
+            return torch.load(path, map_location=map_location, weights_only=False)
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError, OSError) as err:  # truncated, or not a checkpoint at all
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'truncated?'}); "
+                              "is the file complete?") from None
     except pickle.UnpicklingError as err:
         # torch's message says which global it met on one of its lines
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]

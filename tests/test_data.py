@@ -151,7 +151,17 @@ def test_a_split_without_usable_annotations_fails_even_the_quick_check(synth, tm
         assert not report.ok and "no usable annotation" in report.format()
 
 
-def test_the_quick_check_does_not_decode_but_the_full_one_does(synth, tmp_path):
+def headerless_image(data, root):
+    path = root / "images" / data["images"][3]["file_name"]
+    path.write_bytes(path.read_bytes()[:10])
+
+
+def test_the_quick_check_reads_headers_and_the_full_one_every_pixel(synth, tmp_path):
+    headerless = corrupt(synth, tmp_path / "a", headerless_image)
+    report = check_dataset(headerless / "annotations/train.json", headerless / "images",
+                           full=False)
+    assert not report.ok and "does not decode" in report.format() and "image 4 " in \
+        report.format()
     root = corrupt(synth, tmp_path, truncated_image)
     assert check_dataset(root / "annotations/train.json", root / "images", full=False).ok
     lines = []
@@ -196,3 +206,17 @@ def test_eval_writes_metrics_and_per_class_table(synth, tmp_path, capsys):
 def test_eval_names_a_missing_checkpoint(tmp_path, capsys):
     assert cli(["eval", "brefine_tiny_synthetic", str(tmp_path / "nope.pth")]) == 2
     assert "nope.pth" in capsys.readouterr().err
+
+
+def test_images_cut_after_their_header_fail_the_full_check(synth, tmp_path, capsys):
+    root = tmp_path / "cut"
+    shutil.copytree(synth, root)
+    names = [i["file_name"] for i in json.loads((root / "annotations/train.json").read_text())
+             ["images"]]
+    for name in names:  # a readable header, no pixels
+        path = root / "images" / name
+        path.write_bytes(path.read_bytes()[:60])
+    assert cli(["data", "check", str(root), "--ann-file", "annotations/train.json",
+                "--img-prefix", "images"]) == 1
+    out = capsys.readouterr().out
+    assert "does not decode" in out and names[0] in out

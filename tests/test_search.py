@@ -26,6 +26,8 @@ SEARCH = ROOT / "tune" / "search.py"
     (["--set", "num_stages=7"], "num_stages"),
     (["--set", "boundary_lambda=1e999"], "boundary_lambda"),
     (["--mlflow-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
+    (["--mlflow-uri", "foo://bar"], "foo://bar"),
+    (["--set", "optim_wrapper.optimizer.lr=abc"], "optim_wrapper.optimizer.lr"),
     (["--resume"], "--name"),
     (["--num-samples", "0"], "--num-samples"),
     (["--max-concurrent", "0"], "--max-concurrent"),

@@ -187,3 +187,13 @@ def test_train_from_s3_with_s3_storage_and_mlflow_server(s3, tiny_data, tmp_path
     assert "coco/segm_mAP" in metrics and "boundary_AP" in metrics
     state = torch.load(out / "checkpoint.pth", map_location="cpu", weights_only=False)
     assert state["meta"]["iter"] == 4
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/up/../../../../x", "s3://bucket/a/./../b"])
+def test_a_data_root_that_climbs_out_of_its_prefix_is_refused(uri):
+    from brefine.configs import ConfigError
+    from brefine.data.remote import split_s3_uri
+
+    with pytest.raises(ConfigError, match=r"'\.\.'"):
+        split_s3_uri(uri)
+    assert split_s3_uri("s3://bucket//a/./b/") == ("bucket", "a/b/")

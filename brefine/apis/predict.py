@@ -12,18 +12,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def _check_image_header(path: Path) -> None:
+    """Raises DatasetCheckError when ``path`` is not an image PIL can open."""
+    from PIL import Image, UnidentifiedImageError
+
+    from brefine.data.check import DatasetCheckError
+
+    try:
+        with Image.open(path):
+            pass
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DatasetCheckError(f"{path} is not an image ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
 def collect_images(paths: Sequence[str]) -> list[Path]:
-    """Image files given directly or found in the given folders (sorted).
+    """Image files given directly or found in the given folders (sorted), each
+    with a header that decodes.
 
     Raises:
         FileNotFoundError: a path does not exist, or none holds an image.
+        DatasetCheckError: a file is not an image.
     """
     found: list[Path] = []
     for item in map(Path, paths):
@@ -36,6 +52,8 @@ def collect_images(paths: Sequence[str]) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"no images in {', '.join(paths)} (looked for "
                                 f"{', '.join(IMAGE_SUFFIXES)})")
+    for path in found:
+        _check_image_header(path)
     return found
 
 
@@ -51,7 +69,12 @@ def _load_model(cfg, weights: str, device: str, trust_checkpoint: bool):
 
     model = build_detector(cfg, init_weights=False).to(device).eval()
     state = load_checkpoint_file(weights, trust=trust_checkpoint)
-    missing, unexpected = model.load_state_dict(state.get("state_dict", state), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state.get("state_dict", state), strict=False)
+    except RuntimeError as err:  # same names, other shapes: another num_stages or width
+        raise CheckpointError(f"checkpoint {weights} does not fit the config's model: "
+                              + " ".join(str(err).split())[:400]
+                              + " (trained with other settings? give them with --set)") from None
     if missing or unexpected:
         raise CheckpointError(f"checkpoint {weights} does not fit the config's model: "
                               f"{len(missing)} missing weights (e.g. {missing[:3]}), "
@@ -95,12 +118,18 @@ def _save_overlay(plt, path: Path, masks, labels: list, scores: list, classes: S
 
 def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Path,
             device: str = "cpu", batch_size: int = 4, score_thr: float = 0.3,
-            trust_checkpoint: bool = False, log: Callable[[str], None] = print) -> Path:
+            trust_checkpoint: bool = False, log: Callable[[str], None] = print,
+            overrides: Optional[dict] = None) -> Path:
     """Run the model on ``images``; returns the path of ``predictions.json``.
+
+    ``overrides``: dotted config overrides, as the run was trained with
+    (``num_stages=2``, say).
 
     Raises:
         FileNotFoundError: an image or folder is missing, or holds no images.
+        DatasetCheckError: a file is not an image.
         CheckpointError: ``weights`` cannot be loaded or does not fit the model.
+        ConfigError: a bad override.
     """
     import torch
     from mmcv.transforms import Compose
@@ -112,7 +141,7 @@ def predict(config: str, weights: str, images: Sequence[str], out_dir: str | Pat
     paths = collect_images(images)
     out_dir = Path(out_dir)
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
-    cfg = load_config(config)
+    cfg = load_config(config, overrides)
     model, state = _load_model(cfg, weights, device, trust_checkpoint)
     pipeline = Compose([t for t in cfg.test_dataloader.dataset.pipeline
                         if t["type"] != "LoadAnnotations"])

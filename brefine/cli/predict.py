@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from brefine.driver.options import add_set_option
+
 from .common import add_model_args
 
 
@@ -13,6 +15,7 @@ def register(sub) -> None:
     parser = sub.add_parser("predict", help="run a trained model on images: COCO results json "
                                             "and overlays")
     add_model_args(parser)
+    add_set_option(parser)
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -25,6 +28,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `brefine predict`; returns the exit status."""
     from brefine.apis.predict import collect_images, predict
+    from brefine.configs import parse_overrides
 
     from .common import model_and_weights
 
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"predicting {len(paths)} image(s) on {args.device}, batches of {args.batch_size}",
           flush=True)
     target = predict(config, weights, [str(p) for p in paths], out_dir, args.device,
-                     args.batch_size, args.score_thr, args.trust_checkpoint)
+                     args.batch_size, args.score_thr, args.trust_checkpoint,
+                     overrides=parse_overrides(args.overrides))
     print(f"wrote {target} and {len(paths)} overlay(s) in {out_dir / 'overlays'}")
     return 0

@@ -4,9 +4,10 @@ Every problem names the image or annotation it is about and what to do. Errors
 make training refuse to start; warnings (crowd-only images, say) do not.
 
 Two depths: ``full`` decodes every image in full (in parallel) and every mask
-(the CLI); ``quick`` checks the JSON, that image files exist, the masks'
-structure without decoding them, and that the split has usable annotations
-(the pre-flight check of every training run, search and evaluation).
+(the CLI); ``quick`` checks the JSON, that each image's header decodes at the
+size the JSON gives, the masks' structure without decoding them, and that the
+split has usable annotations (the pre-flight check of every training run,
+search and evaluation).
 """
 
 from __future__ import annotations
@@ -141,13 +142,15 @@ def _check_segmentation(ann: dict, image: Optional[dict], decode: bool,
     return mask
 
 
-def _decode_image(path: Path) -> Optional[tuple[tuple[int, int], str]]:
-    """((width, height), "") for an image that decodes in full, else (None, why)."""
+def _decode_image(path: Path, full: bool = True) -> tuple[Optional[tuple[int, int]], str]:
+    """((width, height), "") for an image whose header (``full``: every pixel)
+    decodes, else (None, why)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img.load()  # every pixel, not only the header: a truncated file fails here
+            if full:
+                img.load()  # every pixel, not only the header: a truncated file fails here
             return img.size, ""
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         return None, str(err) or type(err).__name__
@@ -155,7 +158,8 @@ def _decode_image(path: Path) -> Optional[tuple[tuple[int, int], str]]:
 
 def _check_images(images: list[dict], image_dir: Path, full: bool, report: CheckReport,
                   log: Optional[Callable[[str], None]] = None) -> None:
-    """Files exist; with ``full``, each decodes in full (in parallel) at its json size."""
+    """Files exist, and each decodes (its header; with ``full``, every pixel; in
+    parallel) at its json size."""
     present = []
     for image in images:
         where = f"image {image.get('id')} ({image.get('file_name')})"
@@ -165,13 +169,13 @@ def _check_images(images: list[dict], image_dir: Path, full: bool, report: Check
                          "add the file or fix file_name/--img-prefix")
         else:
             present.append((where, path, image))
-    if not full or not present:
+    if not present:
         return
     step = max(1, len(present) // 10)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for done, ((where, path, image), (size, why)) in enumerate(
-                zip(present, pool.map(lambda item: _decode_image(item[1]), present)), 1):
-            if log is not None and (done % step == 0 or done == len(present)):
+                zip(present, pool.map(lambda item: _decode_image(item[1], full), present)), 1):
+            if log is not None and full and (done % step == 0 or done == len(present)):
                 log(f"  decoded {done}/{len(present)} images")
             if size is None:
                 report.error(where, f"file {path} does not decode ({why})", "replace the file")

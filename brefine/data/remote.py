@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from brefine.configs import ConfigError
+
 from .check import DatasetCheckError
 
 CACHE_ENV = "BREFINE_S3_CACHE"
@@ -46,15 +48,18 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> (``bucket``, ``a/b/``); the prefix is a folder.
 
     Raises:
-        ValueError: ``uri`` is not an ``s3://`` URI or names no bucket.
+        ConfigError: ``uri`` is not an ``s3://`` URI, names no bucket, or its
+            prefix holds ``..``.
     """
     if not is_s3_uri(uri):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
+        raise ConfigError(f"not an s3:// URI: {uri!r}")
     bucket, _, prefix = uri[len("s3://"):].partition("/")
     if not bucket:
-        raise ValueError(f"no bucket in {uri!r}; expected s3://bucket/prefix")
-    prefix = prefix.strip("/")
-    return bucket, prefix + "/" if prefix else ""
+        raise ConfigError(f"no bucket in {uri!r}; expected s3://bucket/prefix")
+    parts = [part for part in prefix.split("/") if part not in ("", ".")]
+    if ".." in parts:  # a prefix that climbs out of itself would mirror outside its folder
+        raise ConfigError(f"{uri!r} holds '..'; give the prefix without it")
+    return bucket, "/".join(parts) + "/" if parts else ""
 
 
 def default_cache_dir() -> Path:

@@ -14,17 +14,22 @@ from mmengine.hooks import Hook
 from brefine.checkpoints import CHECKPOINT_FILE
 
 
-def numeric_metrics(metrics: Optional[dict]) -> dict[str, float]:
-    """Finite float values only (MMEngine metrics may hold strings or tables)."""
-    out = {}
+def split_finite(metrics: Optional[dict]) -> tuple[dict[str, float], dict[str, float]]:
+    """(finite numbers, non-finite numbers) of ``metrics``; strings and tables
+    (MMEngine metrics may hold them) are in neither."""
+    finite, nonfinite = {}, {}
     for key, value in (metrics or {}).items():
         try:
             number = float(value)
         except (TypeError, ValueError):
             continue
-        if math.isfinite(number):
-            out[key] = number
-    return out
+        (finite if math.isfinite(number) else nonfinite)[key] = number
+    return finite, nonfinite
+
+
+def numeric_metrics(metrics: Optional[dict]) -> dict[str, float]:
+    """The finite numbers of ``metrics`` (what Ray reports and MLflow can chart)."""
+    return split_finite(metrics)[0]
 
 
 def scale_info(runner) -> dict:
@@ -160,6 +165,16 @@ class MLflowTrackingHook(Hook):
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
 
+    def _finite(self, metrics: dict, runner) -> dict[str, float]:
+        """The finite numbers of ``metrics``; each non-finite one becomes a tag
+        ``nonfinite.<name>`` (its value and iteration) and a warning, not a gap."""
+        finite, nonfinite = split_finite(metrics)
+        for key, value in nonfinite.items():
+            self.client.set_tag(self.run_id, f"nonfinite.{key.replace('@', '_at_')}",
+                                f"{value} at iteration {runner.iter + 1}")
+            runner.logger.warning(f"{key} is {value} at iteration {runner.iter + 1}")
+        return finite
+
     def _log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from brefine.tracking.runs import metric_entities
 
@@ -172,7 +187,7 @@ class MLflowTrackingHook(Hook):
         step = runner.iter + 1
         if step % self.interval and step != runner.max_iters:
             return
-        scalars = numeric_metrics({f"train/{k}": v for k, v in (outputs or {}).items()})
+        scalars = self._finite({f"train/{k}": v for k, v in (outputs or {}).items()}, runner)
         lrs = runner.optim_wrapper.get_lr()
         scalars.update({f"train/lr_{k}" if k != "lr" else "train/lr": float(v[0])
                         for k, v in lrs.items()})
@@ -183,8 +198,8 @@ class MLflowTrackingHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         from .validation_artifacts import log_validation_artifacts
 
-        self._log_metrics(numeric_metrics({f"eval/{k}": v for k, v in (metrics or {}).items()}),
-                          runner.iter)
+        self._log_metrics(self._finite({f"eval/{k}": v for k, v in (metrics or {}).items()},
+                                       runner), runner.iter)
         log_validation_artifacts(self.client, self.run_id, runner, self.history)
 
     def after_run(self, runner) -> None:

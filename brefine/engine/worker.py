@@ -33,6 +33,7 @@ from brefine.data.remote import localize_data_root
 
 from brefine.checkpoints import CHECKPOINT_FILE, install_safe_loader
 from .ddp import DeviceAwareDDP
+from .divergence import DivergenceGuardHook
 from .hooks import MLflowTrackingHook, RayTrainReportHook
 
 
@@ -123,6 +124,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], params,
             hyperparameter_metrics=mlflow_cfg.get("hyperparameter_metrics", False)))
     runner.register_hook(RayTrainReportHook())
+    runner.register_hook(DivergenceGuardHook())
     try:
         runner.train()
     except Exception as err:

@@ -86,18 +86,22 @@ def connect(tracking_uri: str, experiment: str, artifact_location: str | None = 
     Raises:
         TrackingError: the URI is unreachable or unusable.
     """
-    if client is None:
-        check_reachable(tracking_uri)
-        client = MlflowClient(tracking_uri=tracking_uri)
     try:
+        if client is None:
+            check_reachable(tracking_uri)
+            client = MlflowClient(tracking_uri=tracking_uri)
         with _store_lock(tracking_uri):
             found = client.get_experiment_by_name(experiment)
             if found is not None:
                 return client, found.experiment_id
             return client, client.create_experiment(experiment, artifact_location=artifact_location,
                                                     tags=EXPERIMENT_KIND)
+    except TrackingError:
+        raise
     except Exception as err:  # mlflow raises many kinds for a bad URI or a dead server
-        raise TrackingError(f"cannot use the MLflow tracking URI {tracking_uri!r}: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingError(f"cannot use the MLflow tracking URI {tracking_uri!r}: {first}. "
+                            "Use sqlite:///path.db, http(s)://server or a folder") from None
 
 
 @contextlib.contextmanager
