@@ -220,3 +220,36 @@ def test_images_cut_after_their_header_fail_the_full_check(synth, tmp_path, caps
                 "--img-prefix", "images"]) == 1
     out = capsys.readouterr().out
     assert "does not decode" in out and names[0] in out
+
+
+def reversed_categories(data, root):
+    data["categories"] = data["categories"][::-1]
+
+
+def duplicate_category_name(data, root):
+    data["categories"][1]["name"] = data["categories"][0]["name"]
+
+
+def extra_category(data, root):
+    data["categories"].append(dict(id=99, name="hexagon", supercategory="shape"))
+
+
+@pytest.mark.parametrize("edit, what", [
+    (reversed_categories, "in another order"),
+    (duplicate_category_name, "2 categories are named 'blob'"),
+    (extra_category, "category 'hexagon' is not a class of the config"),
+])
+def test_categories_are_checked_against_the_config_by_name(synth, tmp_path, edit, what, capsys):
+    from brefine.configs import load_config
+
+    root = corrupt(synth, tmp_path, edit)
+    cfg = load_config("brefine_tiny_synthetic", data_root=str(root))
+    cfg.train_dataloader.dataset.ann_file = "annotations/train.json"
+    with pytest.raises(DatasetCheckError, match=what):
+        preflight(cfg, sections=("train_dataloader",))
+    assert cli(["data", "check", str(root), "--ann-file", "annotations/train.json",
+                "--img-prefix", "images", "--config", "brefine_tiny_synthetic", "--quick"]) == 1
+    assert what in capsys.readouterr().out
+    # and the json as written trains: its categories are the config's classes, in order
+    assert preflight(load_config("brefine_tiny_synthetic", data_root=str(synth)),
+                     sections=("train_dataloader",))

@@ -47,6 +47,8 @@ def register(sub) -> None:
                        help="image folder relative to the root (default: the root)")
     check.add_argument("--quick", action="store_true",
                        help="do not decode images and masks (what training checks)")
+    check.add_argument("--config", help="also compare the categories with this config's "
+                                        "classes (names, once each, same order)")
     check.add_argument("--max-problems", type=int, default=50)
     check.set_defaults(func=run_check)
 
@@ -80,7 +82,14 @@ def run_check(args: argparse.Namespace) -> int:
     ann_file = Path(args.ann_file) if Path(args.ann_file).is_absolute() else root / args.ann_file
     print(f"checking {ann_file}" + ("" if args.quick else " (decoding every image)"),
           flush=True)
+    classes = None
+    if args.config:
+        from brefine.configs import load_config
+
+        cfg = load_config(args.config)
+        classes = tuple(cfg.train_dataloader.dataset.get("metainfo", {}).get("classes") or
+                        cfg.get("metainfo", {}).get("classes") or ()) or None
     report = check_dataset(ann_file, root / args.img_prefix, full=not args.quick,
-                           log=lambda line: print(line, flush=True))
+                           log=lambda line: print(line, flush=True), classes=classes)
     print(report.format(max_problems=args.max_problems))
     return 0 if report.ok else 1

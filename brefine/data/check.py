@@ -19,7 +19,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -298,13 +298,45 @@ def _summary(images: list[dict], anns: list[dict], cats: list[dict],
         boundary_sampled=stats.sampled)
 
 
+def _check_classes(cats: list[dict], classes: Sequence[str], report: CheckReport) -> None:
+    """The json's categories against the config's classes, by name.
+
+    MMDetection maps categories to class indices in the json's order, so a
+    json that lists the config's classes in another order trains, evaluates
+    and names every prediction wrongly, silently.
+    """
+    names = [str(c.get("name")) for c in cats]
+    where = "categories"
+    for name, count in Counter(names).items():
+        if count > 1:
+            report.error(where, f"{count} categories are named {name!r}",
+                         "give every category its own name")
+    for name in classes:
+        if name not in names:
+            report.error(where, f"the config's class {name!r} is not a category of the json",
+                         f"add it, or train with the json's classes: {names}")
+    extra = [n for n in names if n not in classes]
+    for name in extra:
+        report.error(where, f"category {name!r} is not a class of the config",
+                     "drop its annotations and category, or add the class to the config "
+                     "(metainfo.classes and the heads' num_classes)")
+    shared = [n for n in names if n in classes]
+    if not extra and len(set(names)) == len(names) and shared != list(classes)[:len(shared)]:
+        report.error(where, f"the json lists the classes in another order ({shared}) than the "
+                            f"config ({list(classes)}); MMDetection would map them by position",
+                     "list the json's categories in the config's order")
+
+
 def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True,
-                  log: Optional[Callable[[str], None]] = None) -> CheckReport:
+                  log: Optional[Callable[[str], None]] = None,
+                  classes: Optional[Sequence[str]] = None) -> CheckReport:
     """Check one COCO-format annotation file and the images it lists.
 
     ``full`` decodes every image in full and every mask; without it, files
-    must exist and masks be well-formed. Either way a split with no usable
+    must exist and image headers decode. Either way a split with no usable
     (non-crowd) annotation is an error: training on it cannot work.
+    ``classes``: the config's, which the json's categories must name, once
+    each, in the same order.
 
     Returns:
         The report: its problems (errors and warnings) and, when the file
@@ -317,6 +349,8 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True
     images, anns, cats = data["images"], data["annotations"], data["categories"]
     for items, what in ((images, "image"), (anns, "annotation"), (cats, "category")):
         _duplicates(items, what, report)
+    if classes is not None:
+        _check_classes(cats, classes, report)
     image_by_id = {img.get("id"): img for img in images}
     cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
     _check_images(images, Path(image_dir), full, report, log)
@@ -349,7 +383,9 @@ def preflight(cfg, full: bool = False,
         root = Path(dataset.get("data_root") or "")
         ann_file = root / dataset["ann_file"]
         image_dir = root / dataset.get("data_prefix", {}).get("img", "")
-        reports.append(check_dataset(ann_file, image_dir, full=full))
+        classes = (dataset.get("metainfo") or cfg.get("metainfo") or {}).get("classes")
+        reports.append(check_dataset(ann_file, image_dir, full=full,
+                                     classes=None if classes is None else tuple(classes)))
     failed = [r for r in reports if not r.ok]
     if failed:
         raise DatasetCheckError("the dataset failed `brefine data check`:\n" +
