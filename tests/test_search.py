@@ -265,3 +265,24 @@ def test_a_search_whose_trials_all_fail_is_a_failure_naming_the_first_error():
                                            "ValueError: lr must be positive"):
         raise_if_every_trial_failed([result(ValueError("lr must be positive")),
                                      result(RuntimeError("later"))])
+
+
+def test_resume_restores_the_searchs_options_and_refuses_conflicting_ones():
+    from brefine.configs import ConfigError
+
+    recorded = ["--config", "brefine_tiny_synthetic", "--data-root", "/data/d", "--max-iters",
+                "40", "--set", "rpn_weight=0.3", "--stages", "1", "2", "--name", "s1"]
+    args = search.resumed_args(recorded, search.parse_args(
+        ["--resume", "--name", "s1", "--work-dir", "/w", "--data-root", "/data/d"]))
+    assert (args.resume, args.name, args.work_dir, args.data_root, args.max_iters,
+            args.overrides, args.num_stages) == \
+        (True, "s1", "/w", "/data/d", 40, ["rpn_weight=0.3"], [1, 2])
+    with pytest.raises(ConfigError, match="--max-iters 80 conflicts"):
+        search.resumed_args(recorded, search.parse_args(
+            ["--resume", "--name", "s1", "--max-iters", "80"]))
+
+
+def test_resume_of_an_unknown_search_is_one_line(tmp_path, capsys):
+    assert search.main(["--resume", "--name", "nothing-here", "--work-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no search named 'nothing-here'" in err and err.count("\n") == 1

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
+from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from mmengine.config import Config
@@ -145,16 +146,45 @@ def apply_defaults(args: argparse.Namespace) -> None:
     args.scheduler = args.scheduler or (EMBEDDED["scheduler"] if embedded else "asha")
 
 
+ARGV_TAG = "brefine.argv"  # the search's command line, which --resume restores
+
+
+def recorded_argv(args: argparse.Namespace) -> list[str]:
+    """The command line the search ``--name`` was started with, from its parent run.
+
+    Raises:
+        ConfigError: no search of that name in the MLflow store, or it has no record.
+    """
+    from brefine.tracking.runs import default_tracking_uri, validate_run_name
+
+    client = MlflowClient(args.mlflow_uri or default_tracking_uri(args.work_dir))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(experiments, filter_string=(
+        f"attributes.run_name = '{validate_run_name(args.name)}' and "
+        f"tags.`brefine.role` = 'search'")) if experiments else []
+    if not found or ARGV_TAG not in found[0].data.tags:
+        raise ConfigError(f"no search named {args.name!r} with its options on record in "
+                          f"{client.tracking_uri}; check --name, --work-dir and --mlflow-uri")
+    return json.loads(found[0].data.tags[ARGV_TAG])
+
+
 def run_search(args: argparse.Namespace) -> int:
     """The whole search from parsed arguments; returns the exit status."""
-    apply_defaults(args)
+    from tune.search import resumed_args
+
     try:
+        if args.resume and args.name:
+            args = resumed_args(recorded_argv(args), args)
+        apply_defaults(args)
         run, cfg, space = validate(args)
         with run_lock(run.work_dir, run.name, "search"):
             return _run(args, run, cfg, space)
     except INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the parent run exists: nothing to end
+        print("interrupted before the search started", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSpace) -> int:
@@ -165,6 +195,7 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
     parent_id = open_parent(client, experiment_id, run.name, args.resume, environment_tags(),
                             description=" ".join(sys.argv))
     if not args.resume:
+        client.set_tag(parent_id, ARGV_TAG, json.dumps(args.argv))
         log_search_params(client, parent_id, args, run, cfg, space, metric)
     started = time.time()
     try:
@@ -186,8 +217,9 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
     except KeyboardInterrupt:
         print(f"interrupted: search '{run.name}' ended KILLED (MLflow: parent and running "
               f"trials). Continue it with: python tune/search.py --resume --name {run.name} "
-              f"--work-dir {args.work_dir}" + (f" --storage {args.storage}" if args.storage
-                                               else ""), file=sys.stderr)
+              f"--work-dir {args.work_dir}" + "".join(
+                  f" --{key.replace('_', '-')} {getattr(args, key)}"
+                  for key in ("storage", "mlflow_uri") if getattr(args, key)), file=sys.stderr)
         return 130
     print(report["summary"])
     if report["best"] is not None:

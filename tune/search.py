@@ -16,6 +16,7 @@ search KILLED (exit 130); ``--resume --name NAME`` continues it.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Optional
 
 from brefine.configs import HYPERPARAMETERS
@@ -24,12 +25,50 @@ from brefine.driver.options import add_run_options
 EMBEDDED_CONFIG = "brefine_tiny_synthetic"
 
 
+# options a resumed search takes from the resuming command line, not its record
+RESUME_OWN = ("resume", "name", "work_dir", "storage", "mlflow_uri")
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    """The search's options from ``argv`` (default: ``sys.argv``).
+    """The search's options from ``argv`` (default: ``sys.argv``), kept as ``args.argv``.
 
     Raises:
         SystemExit: bad options (argparse prints the usage) or ``--help``.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def resumed_args(recorded: list[str], given: argparse.Namespace) -> argparse.Namespace:
+    """The options of the search being resumed: those it was started with
+    (``recorded``), with the resuming command's own (:data:`RESUME_OWN`).
+
+    Raises:
+        ConfigError: the resuming command gives another value for an option of
+            the search; the message names it.
+    """
+    from brefine.configs import ConfigError
+
+    parser = build_parser()
+    defaults, restored = parser.parse_args([]), parser.parse_args(recorded)
+    for key, value in vars(given).items():
+        if key in (*RESUME_OWN, "argv") or value == getattr(defaults, key, None):
+            continue
+        if value != getattr(restored, key):
+            raise ConfigError(f"--{key.replace('_', '-')} {value} conflicts with the search "
+                              f"being resumed ({getattr(restored, key)}); leave it out to "
+                              "resume with the search's own options")
+    for key in RESUME_OWN:
+        if getattr(given, key) != getattr(defaults, key):
+            setattr(restored, key, getattr(given, key))
+    restored.argv = recorded
+    return restored
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The search's command-line options."""
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=EMBEDDED_CONFIG,
@@ -67,8 +106,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                            help=f"{hyper.name}, {hyper.search} (default "
                                 f"{' '.join(map(str, hyper.search_default))})")
     p.add_argument("--resume", action="store_true",
-                   help="restore the interrupted search --name from storage and finish it")
-    return p.parse_args(argv)
+                   help="restore the interrupted search --name from storage and finish it, "
+                        "with the options it was started with")
+    return p
 
 
 def main(argv: Optional[list[str]] = None) -> int:
