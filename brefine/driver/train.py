@@ -10,7 +10,7 @@ from mmengine.config import Config
 
 from brefine.checkpoints import CHECKPOINT_FILE
 from brefine.engine.worker import worker_log_path
-from brefine.tracking.lifecycle import ended_by_outcome, run_lock
+from brefine.tracking.lifecycle import claim_run_name, ended_by_outcome, mark_owner, run_lock
 from brefine.tracking.registry import register_model
 from brefine.tracking.runs import (connect, environment_tags, log_dataset_inputs, open_run,
                                    storage_uri)
@@ -53,15 +53,18 @@ def train(run: RunOptions, cfg: Config, description: str = "",
     (:mod:`brefine.tracking.lifecycle`).
 
     Raises:
-        RunNameInUse: a live run has the name.
+        RunNameInUse: a live run has the name (in any work dir sharing the
+            MLflow store), or its run FINISHED already.
         TrackingError: MLflow cannot be reached or used.
         TrainingFailed: a worker failed (the run is FAILED).
         KeyboardInterrupt: Ctrl-C or SIGTERM (the run is KILLED).
     """
     with run_lock(run.work_dir, run.name, "run"):
         client, experiment_id = connect(run.tracking_uri, run.experiment, run.artifact_location)
+        claim_run_name(client, experiment_id, run.name)
         run_id, continued = open_run(client, experiment_id, run.name, tags=environment_tags(),
                                      description=description)
+        mark_owner(client, run_id)
         if not continued:
             log_dataset_inputs(client, run_id, cfg, run.data_root)
         with ended_by_outcome(client, run_id):

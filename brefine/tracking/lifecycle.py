@@ -18,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .runs import TrackingError
+from .runs import TrackingError, find_run
+
+OWNER_TAG = "brefine.owner"  # pid@host of the driver a RUNNING run belongs to
 
 
 class RunNameInUse(TrackingError):
@@ -67,3 +69,46 @@ def ended_by_outcome(client: Any, run_id: str) -> Iterator[None]:
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def _alive_here(owner: str) -> bool:
+    """Whether ``pid@host`` names a live process of this host (unknown hosts count as alive)."""
+    pid, _, host = owner.partition("@")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_run_name(client: Any, experiment_id: str, name: str) -> None:
+    """Refuse a name whose MLflow run another attempt cannot take over.
+
+    The name's state is its MLflow run and its storage, which other work dirs
+    share: a FINISHED run is never continued (and so never rewritten to
+    FAILED); a RUNNING one whose driver lives, on this host or another, is
+    not joined. A RUNNING run whose driver on this host is gone (killed
+    without ending it) is taken over.
+
+    Raises:
+        RunNameInUse: the name is finished or live; the message says which.
+    """
+    found = find_run(client, experiment_id, name)
+    if found is None:
+        return
+    status, owner = found.info.status, found.data.tags.get(OWNER_TAG, "")
+    if status == "FINISHED":
+        raise RunNameInUse(f"run {name!r} FINISHED already (MLflow run {found.info.run_id}); "
+                           "pick another --name to train again")
+    if status == "RUNNING" and owner and _alive_here(owner):
+        raise RunNameInUse(f"run {name!r} is running ({owner}, MLflow run "
+                           f"{found.info.run_id}); wait for it, stop it, or pick another --name")
+
+
+def mark_owner(client: Any, run_id: str) -> None:
+    """Tag the run with this driver, which :func:`claim_run_name` checks."""
+    client.set_tag(run_id, OWNER_TAG, f"{os.getpid()}@{socket.gethostname()}")

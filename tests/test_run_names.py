@@ -1,0 +1,44 @@
+"""One owner per run name, across work dirs that share an MLflow store."""
+
+import os
+import socket
+
+import pytest
+
+from brefine.tracking.lifecycle import OWNER_TAG, RunNameInUse, claim_run_name, mark_owner
+from brefine.tracking.runs import connect, open_run
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return connect(f"sqlite:///{tmp_path / 'mlflow.db'}", "synthetic")
+
+
+def test_a_finished_run_is_never_continued(store):
+    client, experiment_id = store
+    run_id, _ = open_run(client, experiment_id, "done")
+    client.set_terminated(run_id, "FINISHED")
+    with pytest.raises(RunNameInUse, match="FINISHED already"):
+        claim_run_name(client, experiment_id, "done")
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_live_run_is_not_joined_but_a_dead_drivers_run_is_taken_over(store):
+    client, experiment_id = store
+    run_id, _ = open_run(client, experiment_id, "live")
+    mark_owner(client, run_id)  # this process: alive
+    with pytest.raises(RunNameInUse, match=f"{os.getpid()}@"):
+        claim_run_name(client, experiment_id, "live")
+    client.set_tag(run_id, OWNER_TAG, f"999999999@{socket.gethostname()}")  # no such process
+    claim_run_name(client, experiment_id, "live")
+    client.set_tag(run_id, OWNER_TAG, "1@another-host")  # cannot tell: it may be alive
+    with pytest.raises(RunNameInUse, match="another-host"):
+        claim_run_name(client, experiment_id, "live")
+
+
+def test_interrupted_and_new_names_are_free(store):
+    client, experiment_id = store
+    claim_run_name(client, experiment_id, "new")
+    run_id, _ = open_run(client, experiment_id, "stopped")
+    client.set_terminated(run_id, "KILLED")
+    claim_run_name(client, experiment_id, "stopped")
