@@ -48,21 +48,13 @@ val_dataloader = dict(
     dataset=dict(
         data_root=data_root, ann_file=val_ann_file, metainfo=metainfo,
         data_prefix=dict(img=val_img_prefix), pipeline=test_pipeline))
-test_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root, ann_file=test_ann_file, metainfo=metainfo,
-        data_prefix=dict(img=val_img_prefix), pipeline=test_pipeline))
+test_dataloader = dict(val_dataloader,
+                       dataset=dict(val_dataloader['dataset'], ann_file=test_ann_file))
 val_evaluator = [
     dict(type='FasterCocoMetric', ann_file=data_root + val_ann_file, metric=['bbox', 'segm']),
     dict(type='BoundaryAPMetric', ann_file=data_root + val_ann_file, dilation_ratio=0.02),
 ]
-test_evaluator = [
-    dict(type='FasterCocoMetric', ann_file=data_root + test_ann_file, metric=['bbox', 'segm']),
-    dict(type='BoundaryAPMetric', ann_file=data_root + test_ann_file, dilation_ratio=0.02),
-]
+test_evaluator = [dict(metric, ann_file=data_root + test_ann_file) for metric in val_evaluator]
 # what the dataset decides of any model trained on it (brefine.configs.load_config
 # merges these before the command line's overrides)
 dataset_model_settings = {
