@@ -39,33 +39,16 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
     """
     from mmengine.runner import Runner
 
-    from brefine.configs import COCO_METRICS, ConfigError, find_evaluator
+    from brefine.checkpoints import fetch_checkpoint, install_safe_loader, load_weights_strictly
+    from brefine.configs import ConfigError
     from brefine.evaluation.per_class import per_class_table
-    from brefine.data.check import preflight
-    from brefine.checkpoints import (fetch_checkpoint, install_safe_loader,
-                                            load_weights_strictly)
-    from brefine.data.resolve import resolve_data
 
     if split not in ("val", "test"):
         raise ConfigError(f"split must be 'val' or 'test', got {split!r}")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = fetch_checkpoint(checkpoint, out_dir)
-    cfg, _ = resolve_data(config, overrides, data_root)
-    preflight(cfg, sections=(f"{split}_dataloader",))
-    cfg.work_dir = str(out_dir)
-    cfg.load_from = None  # loaded below, strictly and safely
-    cfg.test_dataloader = cfg[f"{split}_dataloader"]
-    cfg.test_evaluator = cfg[f"{split}_evaluator"]
-    coco = find_evaluator(cfg, COCO_METRICS, "test_evaluator")
-    if coco is None:
-        raise ConfigError(f"config {config} has no COCO metric evaluator to take detections from")
-    coco["outfile_prefix"] = str(out_dir / "detections")  # keeps detections.segm.json
-    boundary = find_evaluator(cfg, "BoundaryAPMetric", "test_evaluator") or {}
-    cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
-    cfg.custom_imports = dict(imports=["brefine.models", "brefine.evaluation"],
-                              allow_failed_imports=False)
-
+    cfg, coco, boundary = _test_config(config, overrides, data_root, split, out_dir)
     install_safe_loader(trust=trust_checkpoint)
     log(f"evaluating {checkpoint} on {len(_image_ids(coco['ann_file']))} {split} images "
         f"({cfg.data_root})")
@@ -78,6 +61,31 @@ def evaluate(config: str, checkpoint: str, out_dir: str | Path, overrides: Optio
                             boundary.get("dilation_ratio", 0.02))
     table.to_parquet(out_dir / "per_class.parquet")
     return metrics, table
+
+
+def _test_config(config: str, overrides: Optional[dict], data_root: Optional[str], split: str,
+                 out_dir: Path):
+    """The config with ``split`` as its test set, its data checked, dumping its
+    detections into ``out_dir``; and its COCO and Boundary AP evaluator configs."""
+    from brefine.configs import COCO_METRICS, ConfigError, find_evaluator
+    from brefine.data.check import preflight
+    from brefine.data.resolve import resolve_data
+
+    cfg, _ = resolve_data(config, overrides, data_root)
+    preflight(cfg, sections=(f"{split}_dataloader",))
+    cfg.work_dir = str(out_dir)
+    cfg.load_from = None  # loaded by the caller, strictly and safely
+    cfg.test_dataloader = cfg[f"{split}_dataloader"]
+    cfg.test_evaluator = cfg[f"{split}_evaluator"]
+    coco = find_evaluator(cfg, COCO_METRICS, "test_evaluator")
+    if coco is None:
+        raise ConfigError(f"config {config} has no COCO metric evaluator to take detections from")
+    coco["outfile_prefix"] = str(out_dir / "detections")  # keeps detections.segm.json
+    boundary = find_evaluator(cfg, "BoundaryAPMetric", "test_evaluator") or {}
+    cfg.default_hooks.logger = dict(type="LoggerHook", interval=10)
+    cfg.custom_imports = dict(imports=["brefine.models", "brefine.evaluation"],
+                              allow_failed_imports=False)
+    return cfg, coco, boundary
 
 
 def _image_ids(ann_file: str) -> list:

@@ -75,6 +75,18 @@ def _restore(work_dir: Path, resume_from: Any = None) -> Optional[Path]:
     return target / CHECKPOINT_FILE
 
 
+def _tracking_hook(config: dict[str, Any], cfg) -> MLflowTrackingHook:
+    """Rank 0's logging into the run the driver opened, with the run's params."""
+    mlflow_cfg = config["mlflow"]
+    params = {k: cfg.get(k) for k in HYPERPARAMETERS}
+    params.update(mlflow_cfg.get("params") or {}, seed=config.get("seed", 0),
+                  config=Path(config["config"]).name,
+                  data_root=config.get("data_root") or cfg.get("data_root"))
+    return MLflowTrackingHook(mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], params,
+                              hyperparameter_metrics=mlflow_cfg.get("hyperparameter_metrics",
+                                                                    False))
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     from mmengine.runner import Runner
@@ -114,15 +126,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         cfg.resume = True
 
     runner = Runner.from_cfg(cfg)
-    mlflow_cfg = config.get("mlflow")
-    if rank == 0 and mlflow_cfg:
-        params = {k: cfg.get(k) for k in HYPERPARAMETERS}
-        params.update(mlflow_cfg.get("params") or {}, seed=config.get("seed", 0),
-                      config=Path(config["config"]).name,
-                      data_root=config.get("data_root") or cfg.get("data_root"))
-        runner.register_hook(MLflowTrackingHook(
-            mlflow_cfg["tracking_uri"], mlflow_cfg["run_id"], params,
-            hyperparameter_metrics=mlflow_cfg.get("hyperparameter_metrics", False)))
+    if rank == 0 and config.get("mlflow"):
+        runner.register_hook(_tracking_hook(config, cfg))
     runner.register_hook(RayTrainReportHook())
     runner.register_hook(DivergenceGuardHook())
     try:
