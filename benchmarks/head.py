@@ -16,9 +16,10 @@ Every head runs in both memory layouts, and ``× FCN`` compares within one
 layout: NCHW, and channels-last (the fusion head's default: its
 ``channels_last`` option; the FCN head follows the layout of its input). On
 CUDA the channels-last heads run under fp16 autocast.
-Usage: ``python benchmarks/head.py [--repeats N] [--rounds N] [--stages 1 2 3 4]``; writes
-benchmarks/results/head.md. Targets for the 3-stage head: ≤ 1.5× the FCN
-head's time and ≤ 2× its memory.
+Usage: ``python benchmarks/head.py [--repeats N] [--rounds N] [--stages 1 2 3 4]
+[--variants ...] [--rois N] [--devices cpu cuda] [--results DIR]``; writes
+benchmarks/results/head.md (``--results``: that folder instead). Targets for
+the 3-stage head: ≤ 1.5× the FCN head's time and ≤ 2× its memory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from common import child_entry, devices, measure, run_rounds, write_table  # noqa: E402
 
 NUM_ROIS = 64
@@ -58,21 +60,21 @@ def build_head(variant: str, num_stages: int, channels_last: bool):
 
 def run(case: dict) -> dict:
     torch.manual_seed(0)
-    device = case["device"]
+    device, num_rois = case["device"], case.get("rois", NUM_ROIS)
     channels_last = case["layout"] == "channels-last"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     head = build_head(case["variant"], case["num_stages"], channels_last).to(
         device, memory_format=fmt)
     head.init_weights()
-    feats = torch.randn(NUM_ROIS, CHANNELS, 14, 14, device=device).to(memory_format=fmt)
+    feats = torch.randn(num_rois, CHANNELS, 14, 14, device=device).to(memory_format=fmt)
     p2 = torch.randn(2, CHANNELS, IMAGE[0] // 4, IMAGE[1] // 4, device=device).to(memory_format=fmt)
-    xy = torch.rand(NUM_ROIS, 2, device=device) * torch.tensor(IMAGE[::-1], device=device) * 0.7
-    wh = torch.rand(NUM_ROIS, 2, device=device) * 300 + 16
-    rois = torch.cat([torch.randint(0, 2, (NUM_ROIS, 1), device=device).float(), xy, xy + wh], 1)
+    xy = torch.rand(num_rois, 2, device=device) * torch.tensor(IMAGE[::-1], device=device) * 0.7
+    wh = torch.rand(num_rois, 2, device=device) * 300 + 16
+    rois = torch.cat([torch.randint(0, 2, (num_rois, 1), device=device).float(), xy, xy + wh], 1)
     autocast = torch.autocast("cuda", dtype=torch.float16) if case["amp"] else \
         contextlib.nullcontext()
 
-    labels = torch.randint(0, 80, (NUM_ROIS,), device=device)
+    labels = torch.randint(0, 80, (num_rois,), device=device)
 
     def step():
         # as in training: the loss reads each RoI's own class; the fusion head
@@ -80,7 +82,7 @@ def run(case: dict) -> dict:
         head.zero_grad(set_to_none=True)
         with autocast:
             if case["variant"] == "fcn":
-                out = head(feats)[torch.arange(NUM_ROIS, device=device), labels]
+                out = head(feats)[torch.arange(num_rois, device=device), labels]
             else:
                 out = head(feats, p2, rois, labels)[:, 0]
         out.float().square().mean().backward()
@@ -125,9 +127,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="fresh processes per case, the cases interleaved")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--rois", type=int, default=NUM_ROIS,
+                        help="RoIs per step (default: %(default)s)")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=devices(),
+                        help="devices to time (default: cpu, and cuda when present)")
+    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR,
+                        help="folder of the table (default: benchmarks/results)")
     args = parser.parse_args()
+    if "cuda" in args.devices and not torch.cuda.is_available():
+        parser.error("--devices cuda: no CUDA device")
+    common.RESULTS_DIR = args.results
     rows = []
-    for device in devices():
+    for device in args.devices:
         # (fp16 autocast, layout): CPU has no fast fp16 convs
         settings = [(False, "NCHW"), (device == "cuda", "channels-last")]
         deployed_fcn = None  # Mask R-CNN's FCN head as it runs in the model: NCHW, fp32
@@ -135,7 +146,8 @@ def main() -> None:
             cases = [dict(variant="fcn", num_stages=0)] + [
                 dict(variant=v, num_stages=n) for v in args.variants for n in args.stages]
             rounds = run_rounds(__file__, [dict(c, device=device, amp=amp, layout=layout,
-                                                repeats=args.repeats) for c in cases],
+                                                repeats=args.repeats, rois=args.rois)
+                                           for c in cases],
                                 args.rounds)
             results = [dict(runs[0], seconds=min(r["seconds"] for r in runs),
                             peak_mib=max(r["peak_mib"] for r in runs)) for runs in rounds]
@@ -152,7 +164,7 @@ def main() -> None:
                     "beyond trunk": f"{res['params_beyond_trunk'] / 1e6:.2f} M",
                     "paper (Table 3)": PAPER_PARAMS.get(case["num_stages"], "-")
                     if case["variant"] == "paper" else "-",
-                    f"fwd+bwd / {NUM_ROIS} RoIs": f"{res['seconds'] * 1e3:.1f} ms",
+                    f"fwd+bwd / {args.rois} RoIs": f"{res['seconds'] * 1e3:.1f} ms",
                     "× FCN time": f"{res['seconds'] / fcn['seconds']:.2f}",
                     "peak memory": f"{res['peak_mib']:.0f} MiB",
                     "× FCN memory": f"{res['peak_mib'] / max(fcn['peak_mib'], 1e-9):.2f}",
@@ -162,7 +174,7 @@ def main() -> None:
                 })
     write_table("head", "Mask head: parameters, speed and memory",
                 ["device", "precision", "layout", "head", "widths", "output", "params", "beyond trunk",
-                 "paper (Table 3)", f"fwd+bwd / {NUM_ROIS} RoIs", "× FCN time", "peak memory",
+                 "paper (Table 3)", f"fwd+bwd / {args.rois} RoIs", "× FCN time", "peak memory",
                  "× FCN memory", "× FCN NCHW fp32 (time, memory)"], rows, NOTES)
 
 

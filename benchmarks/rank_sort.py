@@ -6,9 +6,10 @@ when present. Both run in the same invocation; each case in its own process
 (see common.py). The two must agree: the table reports the largest gradient
 difference relative to the largest gradient.
 
-Usage: ``python benchmarks/rank_sort.py [--repeats N]``; writes
-benchmarks/results/rank_sort.md. Goals: ≥ 8× on CPU at 200 000 / 2 000 and
-faster at every size; ≥ 50× on a GPU.
+Usage: ``python benchmarks/rank_sort.py [--repeats N] [--sizes N:P ...]
+[--devices cpu cuda] [--results DIR]``; writes benchmarks/results/rank_sort.md
+(``--results``: that folder instead). Goals: ≥ 8× on CPU at 200 000 / 2 000
+and faster at every size; ≥ 50× on a GPU.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ import torch
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "tests"))
+import common  # noqa: E402
 from common import child_entry, devices, measure, run_case, write_table  # noqa: E402
 
 SIZES = [(512, 128), (200_000, 500), (200_000, 2_000)]
+
+
+def size(text: str) -> tuple[int, int]:
+    """``N:P`` on the command line: N candidates, P positives."""
+    n, p = text.split(":")
+    return int(n), int(p)
 
 
 def make_inputs(n: int, p: int, device: str):
@@ -64,12 +72,20 @@ def run(case: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", type=size, nargs="+", default=SIZES, metavar="N:P",
+                        help="candidates:positives (default: %(default)s)")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=devices(),
+                        help="devices to time (default: cpu, and cuda when present)")
+    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR,
+                        help="folder of the table (default: benchmarks/results)")
     args = parser.parse_args()
-    tmp = ROOT / "results"
-    tmp.mkdir(exist_ok=True)
+    if "cuda" in args.devices and not torch.cuda.is_available():
+        parser.error("--devices cuda: no CUDA device")
+    common.RESULTS_DIR = tmp = args.results
+    tmp.mkdir(parents=True, exist_ok=True)
     rows = []
-    for device in devices():
-        for n, p in SIZES:
+    for device in args.devices:
+        for n, p in args.sizes:
             res = {}
             for impl in ("loop", "ours"):
                 grad_path = str(tmp / f".grad_{impl}.pt")

@@ -25,9 +25,10 @@ them): that is the state a training run spends its time in.
 
 Usage: ``python benchmarks/train_step.py [--repeats N] [--scales tiny r50]
 [--fit-iters N] [--fit-scales tiny r50] [--detections N ...] [--rounds N]
-[--fit-dir DIR]``; writes
-benchmarks/results/train_step.md. Targets: a BRefine training iteration
-≤ 1.3× Mask R-CNN's, inference ≥ 0.8× its images per second.
+[--fit-dir DIR] [--devices cpu cuda] [--results DIR]``; writes
+benchmarks/results/train_step.md (``--results``: that folder instead).
+Targets: a BRefine training iteration ≤ 1.3× Mask R-CNN's, inference ≥ 0.8×
+its images per second.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from common import child_entry, devices, measure, run_case, run_rounds, write_table  # noqa: E402
 
 SCALES = {
@@ -193,7 +195,14 @@ def main() -> None:
     parser.add_argument("--fit-dir", type=Path, default=None,
                         help="keep the fitted weights here and reuse them (default: a "
                              "temporary folder; clear it after changing a model)")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=devices(),
+                        help="devices to time (default: cpu, and cuda when present)")
+    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR,
+                        help="folder of the table (default: benchmarks/results)")
     args = parser.parse_args()
+    if "cuda" in args.devices and not torch.cuda.is_available():
+        parser.error("--devices cuda: no CUDA device")
+    common.RESULTS_DIR = args.results
     temporary = tempfile.TemporaryDirectory()
     fit_dir = args.fit_dir or Path(temporary.name)
     fit_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +210,7 @@ def main() -> None:
               for fit_iters in ((0, args.fit_iters) if args.fit_iters and scale in args.fit_scales
                                 else (0,))]
     rows = []
-    for device in devices():
+    for device in args.devices:
         for amp in ([False, True] if device == "cuda" else [False]):
             for scale, fit_iters in states:
                 baseline, brefine = SCALES[scale]["configs"]
