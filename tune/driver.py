@@ -170,7 +170,7 @@ def recorded_argv(args: argparse.Namespace) -> list[str]:
 
 def run_search(args: argparse.Namespace) -> int:
     """The whole search from parsed arguments; returns the exit status."""
-    from tune.search import resumed_args
+    from tune.options import resumed_args
 
     try:
         if args.resume and args.name:
