@@ -162,7 +162,8 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
                  logging_level=logging.WARNING)
         return
     gcs_port, dashboard_port = _free_port(), _free_port()
-    # mode 0700: Ray's session logs inside are no other user's to read
+    # a 0700 root that Ray's own folder sits in: Ray makes its temp dir 0777
+    # when its first worker starts, the root keeps its logs no other user's
     temp_dir = tempfile.mkdtemp(prefix="brefine-ray-", dir="/tmp")
     hide_aws_credentials(temp_dir)
     log(f"Ray: starting a local instance ({num_cpus or os.cpu_count()} CPUs, dashboard "
@@ -171,7 +172,8 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
     saved = os.environ.get("RAY_GCS_SERVER_PORT")
     os.environ["RAY_GCS_SERVER_PORT"] = str(gcs_port)  # read by the head node at start
     try:
-        ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, include_dashboard=True,
+        ray.init(num_cpus=num_cpus, _temp_dir=os.path.join(temp_dir, "ray"),
+                 include_dashboard=True,
                  dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
                  runtime_env={"env_vars": env}, log_to_driver=False,
                  logging_level=logging.WARNING)
@@ -180,7 +182,6 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
             os.environ.pop("RAY_GCS_SERVER_PORT", None)
         else:
             os.environ["RAY_GCS_SERVER_PORT"] = saved
-    os.chmod(temp_dir, 0o700)
     _local_temp_dir = temp_dir
     atexit.register(_remove_local_temp_dir)
 
