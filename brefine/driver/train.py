@@ -54,20 +54,21 @@ def train(run: RunOptions, cfg: Config, description: str = "",
 
     Raises:
         RunNameInUse: a live run has the name (in any work dir sharing the
-            MLflow store), or its run FINISHED already.
+            MLflow store). Continuing a FINISHED run that then fails leaves it
+            FINISHED (:func:`brefine.tracking.lifecycle.ended_by_outcome`).
         TrackingError: MLflow cannot be reached or used.
         TrainingFailed: a worker failed (the run is FAILED).
         KeyboardInterrupt: Ctrl-C or SIGTERM (the run is KILLED).
     """
     with run_lock(run.work_dir, run.name, "run"):
         client, experiment_id = connect(run.tracking_uri, run.experiment, run.artifact_location)
-        claim_run_name(client, experiment_id, run.name)
+        previous = claim_run_name(client, experiment_id, run.name)
         run_id, continued = open_run(client, experiment_id, run.name, tags=environment_tags(),
                                      description=description)
         mark_owner(client, run_id)
         if not continued:
             log_dataset_inputs(client, run_id, cfg, run.data_root)
-        with ended_by_outcome(client, run_id):
+        with ended_by_outcome(client, run_id, finished_before=previous == "FINISHED"):
             start_ray()
             trainer = build_trainer(run, run.worker_config(run_id, params=run_params(run, cfg)))
             log(f"{'continuing' if continued else 'training'} {Path(run.config).stem} as "

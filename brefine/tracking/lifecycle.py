@@ -16,7 +16,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from .runs import TrackingError, find_run
 
@@ -57,16 +57,29 @@ def run_lock(work_dir: Path, name: str, kind: str) -> Iterator[None]:
 
 
 @contextmanager
-def ended_by_outcome(client: Any, run_id: str) -> Iterator[None]:
+def ended_by_outcome(client: Any, run_id: str, finished_before: bool = False) -> Iterator[None]:
     """End the run FINISHED, KILLED (KeyboardInterrupt) or FAILED (any other
-    exception) as the block ends; exceptions go on to the caller."""
+    exception) as the block ends; exceptions go on to the caller.
+
+    ``finished_before``: the block continues a run that had FINISHED (a longer
+    schedule under the same name). An attempt that fails or is stopped then
+    leaves it FINISHED, as it was, with the tag ``brefine.failed_continuation``
+    saying what happened: a finished run is never rewritten by a later attempt.
+    """
+    def end(status: str, err: BaseException) -> None:
+        if finished_before:
+            client.set_tag(run_id, "brefine.failed_continuation",
+                           f"{status}: {type(err).__name__}: {err}"[:500])
+            status = "FINISHED"
+        client.set_terminated(run_id, status)
+
     try:
         yield
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, "KILLED")
+    except KeyboardInterrupt as err:
+        end("KILLED", err)
         raise
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as err:
+        end("FAILED", err)
         raise
     client.set_terminated(run_id, "FINISHED")
 
@@ -85,28 +98,27 @@ def _alive_here(owner: str) -> bool:
     return True
 
 
-def claim_run_name(client: Any, experiment_id: str, name: str) -> None:
-    """Refuse a name whose MLflow run another attempt cannot take over.
+def claim_run_name(client: Any, experiment_id: str, name: str) -> Optional[str]:
+    """Refuse a name whose MLflow run is live elsewhere; returns its status, if it has a run.
 
     The name's state is its MLflow run and its storage, which other work dirs
-    share: a FINISHED run is never continued (and so never rewritten to
-    FAILED); a RUNNING one whose driver lives, on this host or another, is
-    not joined. A RUNNING run whose driver on this host is gone (killed
-    without ending it) is taken over.
+    share: a RUNNING run whose driver lives, on this host or another, is not
+    joined. One whose driver on this host is gone (killed without ending it)
+    is taken over. A FINISHED run may be continued (a longer schedule); pass
+    its status to :func:`ended_by_outcome` so that a failed attempt leaves it
+    FINISHED.
 
     Raises:
-        RunNameInUse: the name is finished or live; the message says which.
+        RunNameInUse: the name's run is live; the message names its driver.
     """
     found = find_run(client, experiment_id, name)
     if found is None:
-        return
+        return None
     status, owner = found.info.status, found.data.tags.get(OWNER_TAG, "")
-    if status == "FINISHED":
-        raise RunNameInUse(f"run {name!r} FINISHED already (MLflow run {found.info.run_id}); "
-                           "pick another --name to train again")
     if status == "RUNNING" and owner and _alive_here(owner):
         raise RunNameInUse(f"run {name!r} is running ({owner}, MLflow run "
                            f"{found.info.run_id}); wait for it, stop it, or pick another --name")
+    return status
 
 
 def mark_owner(client: Any, run_id: str) -> None:
