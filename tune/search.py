@@ -1,16 +1,8 @@
 """Ray Tune search over BRefine's λ (boundary_lambda), w (rpn_weight) and num_stages.
 
-    python tune/search.py                       # embedded default: local Ray, tiny
-                                                # config, built-in data, about 10 min on 2 CPUs
-    ray job submit --working-dir . -- python tune/search.py \\
-        --config brefine_r50_fpn_1x_coco --num-samples 16 --max-concurrent 4 \\
-        --num-workers 8 --gpus-per-worker 1 --storage s3://bucket/brefine
-
-Each trial is a Ray Train run (DDP workers) whose validations Tune sees; the
-search is an MLflow parent run, every trial a nested child run. At the end:
-the best trial, ``trials.parquet``, ``summary.md`` and ``best_config.py``
-beside the Ray results, and all of it on the parent run. Ctrl-C ends the
-search KILLED (exit 130); ``--resume --name NAME`` continues it.
+The entry point: ``python tune/search.py`` (the embedded default) or, on a
+cluster, ``ray job submit --working-dir . -- python tune/search.py ...``.
+``--help`` shows the usage (:data:`tune.options.USAGE`) and every option.
 """
 
 from __future__ import annotations
