@@ -345,7 +345,7 @@ def write_curves(runs: list[dict], figure: Path) -> None:
     plt.close(fig)
 
 
-def spec_experiment_id(client, run) -> str:
+def experiment_id_of(client, run) -> str:
     return client.get_experiment_by_name(run.experiment).experiment_id
 
 
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                        data_root=data_roots[first_family], work_dir=args.work_dir)
     client, parent_id = open_parent_run(first, args.name, command,
                                         "; ".join(schedules.values()))
-    experiment_id = spec_experiment_id(client, first)
+    experiment_id = experiment_id_of(client, first)
 
     def train(index: int, seed: int, family: str, name: str) -> None:
         config, overrides = family_overrides(name, family)
