@@ -4,7 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo search test test-fast bench clean
 
 setup:
 	@bash tools/setup_env.sh
@@ -12,11 +12,21 @@ setup:
 demo: setup
 	$(PY) tune/search.py
 
+# a search that decides on the built-in data, 6 samples then the best 2 and the
+# default with 6 seeds each (about 55 min on 2 cores, <= 90); its record and
+# table go to benchmarks/results/search.{json,md}. SEARCH_ARGS go to tune/search.py.
+search: setup
+	$(PY) benchmarks/search.py $(SEARCH_ARGS)
+
+# two tests at once: on 2 cores most end-to-end time is processes starting and
+# waiting on each other (TEST_JOBS=1 runs them one by one)
+TEST_JOBS ?= 2
+
 test: setup
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 # speed and memory tables (tens of minutes on 2 cores); accuracy: see README
 bench: setup

@@ -8,20 +8,29 @@ hub). A file that needs anything else is refused with a message; nothing
 falls back to a full unpickle unless the user said they trust the file
 (``--trust-checkpoint``). :func:`install_safe_loader` puts this loader under
 MMEngine's, so ``load_from`` and ``resume`` of every Runner use it too.
+
+A run resumes from its newest checkpoint that loads (:func:`restore_intact`):
+a last checkpoint cut short (a node lost while writing it, a full disk) is
+named in a warning and the one before it is used.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 CHECKPOINT_FILE = "checkpoint.pth"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unsafe to load, or does not fit the model."""
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """A checkpoint file is truncated, damaged, or not a checkpoint at all."""
 
 
 def allowed_globals() -> list:
@@ -50,7 +59,7 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", trust: boo
         with torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except (EOFError, RuntimeError, OSError) as err:  # truncated, or not a checkpoint at all
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: "
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else 'truncated?'}); "
                               "is the file complete?") from None
     except pickle.UnpicklingError as err:
@@ -64,7 +73,12 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu", trust: boo
             "or trust where it came from, pass --trust-checkpoint") from None
 
 
-TRUST_ENV = "BREFINE_TRUST_CHECKPOINTS"
+TRUST_ENV = "BREFINE_TRUST_CHECKPOINTS"  # "1": every checkpoint is trusted
+
+
+def trusts(trust: bool = False) -> bool:
+    """Whether checkpoints load without the allow-list: ``trust``, or the environment says so."""
+    return trust or os.environ.get(TRUST_ENV) == "1"
 
 
 def install_safe_loader(trust: bool = False) -> None:
@@ -74,12 +88,76 @@ def install_safe_loader(trust: bool = False) -> None:
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    trusted = trust or os.environ.get(TRUST_ENV) == "1"
+    trusted = trusts(trust)
 
     def load_local(filename: str, map_location: Any = None) -> Any:
         return load_checkpoint_file(filename, map_location, trust=trusted)
 
     CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
+
+
+def run_checkpoints(latest: Any) -> list:
+    """``latest`` (a ``ray.train.Checkpoint``) and the run's earlier checkpoints, newest first.
+
+    Ray Train keeps a run's checkpoints as folders ``checkpoint_<date and
+    time>`` of the run's folder, so names order them by age. Folders newer
+    than ``latest`` are left out: Ray never committed them (a report cut
+    short). A folder that cannot be listed leaves ``latest`` alone.
+    """
+    import pyarrow.fs as pafs
+    from ray.train import Checkpoint
+
+    parent, _, name = latest.path.rstrip("/").rpartition("/")
+    try:
+        infos = latest.filesystem.get_file_info(pafs.FileSelector(parent))
+    except OSError:
+        return [latest]
+    earlier = sorted((info.base_name for info in infos if info.type == pafs.FileType.Directory
+                      and info.base_name.startswith("checkpoint_") and info.base_name < name),
+                     reverse=True)
+    return [latest] + [Checkpoint(f"{parent}/{folder}", latest.filesystem) for folder in earlier]
+
+
+def checkpoint_file_uri(checkpoint: Any) -> str:
+    """Where a ``ray.train.Checkpoint``'s ``.pth`` is, as a user would type it (``s3://…``)."""
+    scheme = checkpoint.filesystem.type_name
+    prefix = "" if scheme == "local" else f"{scheme}://"
+    return f"{prefix}{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}"
+
+
+def restore_intact(candidates: Sequence[Any], target: Path, trust: bool = False,
+                   warn: Callable[[str], None] = print) -> Path:
+    """Copy the first of ``candidates`` (``ray.train.Checkpoint``) that loads into ``target``.
+
+    Each one cut short or damaged is named by ``warn`` and skipped: resuming
+    from the checkpoint before it costs some iterations, failing costs the
+    run. Loading it whole is the check, as a resume will load it.
+
+    Returns:
+        ``target/checkpoint.pth``.
+
+    Raises:
+        UnreadableCheckpoint: none of them loads; the message names each.
+        CheckpointError: one holds types outside the allow-list; refused as
+            any such file is, never skipped for an older one.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    local = target / CHECKPOINT_FILE
+    unreadable = []
+    for checkpoint in candidates:
+        try:
+            with checkpoint.as_directory() as folder:
+                shutil.copy2(Path(folder) / CHECKPOINT_FILE, local)
+            load_checkpoint_file(local, trust=trusts(trust))
+            return local
+        except OSError as err:  # the folder lacks the file, or cannot be downloaded
+            problem = f"cannot be fetched ({type(err).__name__}: {err})"
+        except UnreadableCheckpoint:
+            problem = "is cut short or damaged"
+        unreadable.append(checkpoint_file_uri(checkpoint))
+        warn(f"WARNING: checkpoint {unreadable[-1]} {problem}; trying the one before it")
+    raise UnreadableCheckpoint("no checkpoint of this run can be read, so it cannot resume: "
+                               + ", ".join(unreadable))
 
 
 def fetch_checkpoint(checkpoint: str, out_dir: Path) -> str:

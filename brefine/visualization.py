@@ -4,7 +4,7 @@
   predictions, filled translucent masks, class names and scores, and each
   mask's boundary band drawn, where boundary errors show;
 * :func:`loss_curves_figure`: raw and balanced task losses and the balancing
-  factors λ_k;
+  factors λ_k, where there is a curve to draw;
 * :func:`overlay_masks`: the drawing both of them, and ``brefine predict``, use.
 
 Matplotlib runs headless (Agg); nothing here logs or writes files.
@@ -102,20 +102,36 @@ def prediction_figure(model, dataset, num_images: int = 4, score_thr: float = SC
     return fig
 
 
+# a panel of the loss-curve figure: its title, and which training scalars it draws
+LOSS_PANELS = (("losses (dashed: task losses before balancing)",
+                lambda name: "lambda" not in name and ("loss" in name or "raw" in name)),
+               ("balancing factors λ_k", lambda name: "lambda" in name))
+
+
 def loss_curves_figure(history: dict[str, list[tuple[int, float]]]):
-    """Losses (balanced, and raw task losses dashed) and the balancing factors λ_k."""
+    """Losses (balanced, and raw task losses dashed) and the balancing factors λ_k.
+
+    Only curves of at least 2 points are drawn, and only panels with a curve.
+
+    Args:
+        history: ``train/<name>`` -> [(iteration, value)].
+    Returns:
+        A matplotlib Figure, or None when no curve has 2 points (nothing to draw).
+    """
+    curves = {name: points for name, points in
+              ((key.removeprefix("train/"), points) for key, points in sorted(history.items()))
+              if len(points) >= 2}
+    panels = [(title, {n: p for n, p in curves.items() if belongs(n)})
+              for title, belongs in LOSS_PANELS]
+    panels = [(title, shown) for title, shown in panels if shown]
+    if not panels:
+        return None
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for key, points in sorted(history.items()):
-        name = key.removeprefix("train/")
-        if "lambda" in name:
-            axes[1].plot(*zip(*points), label=name)
-        elif "loss" in name or "raw" in name:
-            axes[0].plot(*zip(*points), label=name, linestyle="--" if "raw" in name else "-")
-    axes[0].set_title("losses (dashed: task losses before balancing)")
-    axes[1].set_title("balancing factors λ_k")
-    for ax in axes:
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (title, shown) in zip(axes[0], panels):
+        for name, points in shown.items():
+            ax.plot(*zip(*points), label=name, linestyle="--" if "raw" in name else "-")
+        ax.set_title(title)
         ax.set_xlabel("iteration")
-        if ax.lines:
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     return fig

@@ -1,6 +1,12 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the order tests start in."""
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """End-to-end tests first: `make test` runs two tests at once (pytest-xdist), and
+    starting the long ones early keeps one worker from ending with them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

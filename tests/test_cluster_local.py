@@ -145,7 +145,7 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
 
             # a node lost mid-run: the run goes on on a replacement from its checkpoint
             lost = subprocess.Popen(
-                train_args(uri, work, "lost-node", "--max-iters", "20", "--max-failures", "1",
+                train_args(uri, work, "lost-node", "--max-iters", "12", "--max-failures", "1",
                            "--set", "train_cfg.val_interval=4"),
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             snapshot = work / "ray_results" / "lost-node" / "checkpoint_manager_snapshot.json"
@@ -160,10 +160,10 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
             assert lost.returncode == 0, out[-4000:]
             found = mlflow_run(work, "lost-node")
             assert found.info.status == "FINISHED"
-            assert 4 <= int(found.data.tags["restarted_at_iteration"]) < 20
+            assert 4 <= int(found.data.tags["restarted_at_iteration"]) < 12
             client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
             steps = [m.step for m in client.get_metric_history(found.info.run_id, "eval/coco/segm_mAP")]
-            assert sorted(set(steps)) == [4, 8, 12, 16, 20]  # one history, no gap
+            assert sorted(set(steps)) == [4, 8, 12]  # one history, no gap
             print(f"recovered from a lost node in {recovered:.0f} s")
 
             # the same in a search trial: its Train run restarts on the nodes left
@@ -171,7 +171,7 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                 [sys.executable, str(ROOT / "tune" / "search.py"), "--data-root", uri,
                  "--work-dir", str(work), "--name", "lost-trial", "--num-samples", "1",
                  "--stages", "1", "--num-workers", "2", "--cpus-per-worker", "1",
-                 "--max-failures", "1", "--max-iters", "20", "--set", "train_cfg.val_interval=4"],
+                 "--max-failures", "1", "--max-iters", "12", "--set", "train_cfg.val_interval=4"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             trial_storage = work / "ray_results"
             wait_until(lambda: list(trial_storage.glob(

@@ -222,10 +222,6 @@ def test_images_cut_after_their_header_fail_the_full_check(synth, tmp_path, caps
     assert "does not decode" in out and names[0] in out
 
 
-def reversed_categories(data, root):
-    data["categories"] = data["categories"][::-1]
-
-
 def duplicate_category_name(data, root):
     data["categories"][1]["name"] = data["categories"][0]["name"]
 
@@ -235,7 +231,6 @@ def extra_category(data, root):
 
 
 @pytest.mark.parametrize("edit, what", [
-    (reversed_categories, "in another order"),
     (duplicate_category_name, "2 categories are named 'blob'"),
     (extra_category, "category 'hexagon' is not a class of the config"),
 ])

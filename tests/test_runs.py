@@ -127,15 +127,28 @@ def processes_mentioning(text):
     return found
 
 
-def test_a_stopped_accuracy_harness_ends_its_runs_killed_and_leaves_no_ray_behind(tmp_path):
+def small_builtin_data_cache(tiny_data, cache):
+    """A cache whose built-in dataset is a small copy: the run under test stays fast
+    (the real one is 1 300 images, and a first validation on its 100 val images)."""
+    from brefine.data.synthetic import synthetic_cache_path
+
+    cached = synthetic_cache_path(cache)
+    cached.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-r", tiny_data, str(cached)], check=True)
+    return {**os.environ, "BREFINE_CACHE": str(cache)}
+
+
+def test_a_stopped_accuracy_harness_ends_its_runs_killed_and_leaves_no_ray_behind(
+        tiny_data, tmp_path):
     """The harness leaves with os._exit (its trainings' threads cannot be
     stopped), which runs no exit handler: it must shut its local Ray down itself."""
     harness = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"),
          "--variants", "mask-rcnn", "--seeds", "0", "--max-iters", "400",
-         "--set", "train_cfg.val_interval=2", "--work-dir", str(tmp_path),
+         "--val-every", "2", "--work-dir", str(tmp_path),
          "--results", str(tmp_path / "results")],
-        cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=small_builtin_data_cache(tiny_data, tmp_path / "cache"))
 
     def validated():
         return any("eval/coco/segm_mAP" in r.data.metrics for r in runs(tmp_path)[1])
@@ -242,15 +255,12 @@ def ray_checkpoint(folder):
 def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
         tiny_data, tmp_path, monkeypatch, capsys):
     from brefine.cli import main
-    from brefine.data.synthetic import synthetic_cache_path
 
     checkpoint = ray_checkpoint(tmp_path / "ray_results" / "e1")
-    # the built-in data where train put it: the cache (here a small copy, to stay fast)
+    # the built-in data where train put it: the cache (here a small copy)
     monkeypatch.delenv("BREFINE_SYNTH_ROOT", raising=False)
-    monkeypatch.setenv("BREFINE_CACHE", str(tmp_path / "cache"))
-    cached = synthetic_cache_path(tmp_path / "cache")
-    cached.parent.mkdir(parents=True)
-    subprocess.run(["cp", "-r", tiny_data, str(cached)], check=True)
+    monkeypatch.setenv("BREFINE_CACHE",
+                       small_builtin_data_cache(tiny_data, tmp_path / "cache")["BREFINE_CACHE"])
     assert main(["eval", "brefine_tiny_synthetic", str(checkpoint.parent), "--out-dir",
                  str(tmp_path / "eval")]) == 0
     out = capsys.readouterr().out
@@ -280,13 +290,13 @@ def test_eval_finds_default_data_and_refuses_unsafe_or_foreign_checkpoints(
 
 
 def test_a_run_that_cannot_be_placed_says_so_and_gives_up(tiny_data, tmp_path):
-    env = dict(os.environ, RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="60")
+    env = dict(os.environ, RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="24")
     result = brefine("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
                      str(tmp_path), "--num-workers", "3", "--cpus-per-worker", "1",
                      "--max-iters", "2", cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     waiting = [line for line in result.stdout.splitlines() if "waiting for resources" in line]
-    assert waiting and "'CPU': 1.0" in waiting[0] and "60 s" in waiting[0], result.stdout
+    assert waiting and "'CPU': 1.0" in waiting[0] and "24 s" in waiting[0], result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "training failed" in errors[0], result.stderr
     _, found = runs(tmp_path)

@@ -72,26 +72,31 @@ def files_holding(root, text):
     return found
 
 
-@pytest.mark.slow
-def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, tiny_data):
-    # another user's Ray on the machine: the search starts and uses its own
-    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1); "
-                              "print('up', flush=True); time.sleep(3600)"],
-                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        assert other.stdout.readline().strip() == "up"
-        # a user's AWS keys in the environment (Tune copies them into the
-        # trainables' runtime env, which Ray's agent logs)
-        proc = run_search(tmp_path, tiny_data, "--name", "s1", "--max-concurrent", "2",
-                          env={"AWS_ACCESS_KEY_ID": "AKIA" + CANARY,
-                               "AWS_SECRET_ACCESS_KEY": CANARY,
-                               "BREFINE_KEEP_RAY_TEMP": "1"})  # kept, to be searched
-    finally:
-        other.terminate()
-        other.wait(timeout=60)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-6000:]
-    # the keys are in no log, store or artifact; Ray's temp root is no one else's
+def search_runs(client):
+    experiment = client.get_experiment_by_name("synthetic")
+    return [] if experiment is None else client.search_runs([experiment.experiment_id])
+
+
+def trial_runs(client):
+    return [r for r in search_runs(client) if "mlflow.parentRunId" in r.data.tags]
+
+
+def wait_for_a_finished_and_a_running_trial(proc, client, timeout=900):
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        states = {r.info.status for r in trial_runs(client)}
+        if {"FINISHED", "RUNNING"} <= states:
+            return
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        assert time.time() < deadline, f"no finished and running trial in {timeout} s: {states}"
+        time.sleep(0.5)
+
+
+def assert_secrets_stayed_out(output, tmp_path):
+    """AWS keys in no log, store or artifact; Ray's temp root (kept, to be searched)
+    is no one else's and holds the keys only in its 0600 credentials file."""
     ray_temp = Path(re.search(r"logs in (/tmp/brefine-ray-\S+?)\)", output).group(1))
     try:
         assert ray_temp.stat().st_mode & 0o777 == 0o700
@@ -100,12 +105,59 @@ def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, ti
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
     assert files_holding(tmp_path, CANARY) == [] and CANARY not in output
-    assert "best trial:" in proc.stdout
-    assert "multiple active Ray instances" not in output
-    assert "coco/segm_mAP" in proc.stdout and "boundary_AP" in proc.stdout  # Tune's table
-    assert "max_concurrent_trials` will be ignored" not in output
-    assert "Could not import OneDL" not in output
-    assert "Token authentication is enabled" not in output  # Ray's default, not a warning
+
+
+@pytest.mark.slow
+def test_asha_search_beside_another_ray_interrupted_resumes_and_records_parent_and_children(
+        tmp_path, tiny_data):
+    import signal
+
+    # another user's Ray on the machine: the search starts and uses its own
+    other = subprocess.Popen([sys.executable, "-c", "import ray, time; ray.init(num_cpus=1); "
+                              "print('up', flush=True); time.sleep(3600)"],
+                             stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    # a user's AWS keys in the environment (Tune copies them into the
+    # trainables' runtime env, which Ray's agent logs)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIA" + CANARY, "AWS_SECRET_ACCESS_KEY": CANARY,
+           "BREFINE_KEEP_RAY_TEMP": "1"}
+    cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
+           "--num-samples", "3", "--max-concurrent", "2", "--stages", "1", "2",
+           "--max-iters", "4", "--set", "train_cfg.val_interval=2", "--name", "s1"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        assert other.stdout.readline().strip() == "up"
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        wait_for_a_finished_and_a_running_trial(proc, client)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C while a trial trains
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 130, out[-2000:] + err[-2000:]
+        # no report as if the search were complete
+        assert "# Search s1" not in out and "search took" not in out
+        assert "interrupted" in err and "--resume" in err
+        killed = trial_runs(client)
+        assert "RUNNING" not in {r.info.status for r in killed} and \
+            "KILLED" in {r.info.status for r in killed}
+        finished_before = {r.data.tags["ray.trial_id"] for r in killed
+                           if r.info.status == "FINISHED"}
+        parent = next(r for r in search_runs(client) if r.data.tags.get("brefine.role") == "search")
+        assert parent.info.status == "KILLED"
+
+        resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True,
+                                 text=True, timeout=900, env=env)
+    finally:
+        other.terminate()
+        other.wait(timeout=60)
+    output = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, output[-6000:]
+    for printed in (out + err, output):
+        assert_secrets_stayed_out(printed, tmp_path)
+        assert "multiple active Ray instances" not in printed
+        assert "max_concurrent_trials` will be ignored" not in printed
+        assert "Could not import OneDL" not in printed
+        assert "Token authentication is enabled" not in printed  # Ray's default, not a warning
+    assert "best trial:" in resumed.stdout
+    assert "coco/segm_mAP" in resumed.stdout and "boundary_AP" in resumed.stdout  # the table
 
     table = pd.read_parquet(tmp_path / "ray_results" / "s1" / "trials.parquet")
     assert len(table) == 3
@@ -114,23 +166,25 @@ def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, ti
             "best_coco/segm_mAP"} <= set(table.columns)
     assert (tmp_path / "ray_results" / "s1" / "summary.md").is_file()
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("synthetic")
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("brefine.role") == "search"]
-    assert len(parents) == 1
-    parent = parents[0]
-    assert parent.info.status == "FINISHED"
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and "best.trial_id" in parent.data.tags
     assert parent.data.params["space.num_stages"] == "choice[1, 2]"
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
     assert {"search/trials.parquet", "search/summary.md", "search/search.png",
             "search/best_config.py"} <= parent_artifacts
 
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 3
+    children = trial_runs(client)
+    assert not any(r.info.status == "RUNNING" for r in children)
+    by_trial = {}
     for child in children:
-        assert child.info.status == "FINISHED"
-        assert child.data.tags["ray.trial_id"] in set(table["trial_id"])
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        by_trial.setdefault(child.data.tags["ray.trial_id"], []).append(child)
+    assert sorted(by_trial) == sorted(table["trial_id"])
+    for trial_id in finished_before:  # a finished trial did not run again
+        assert len(by_trial[trial_id]) == 1
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["ray.trial_id"] for r in finished) == sorted(by_trial)
+    for child in finished:
         assert child.data.tags["brefine.stopped_early"] in {"true", "false"}
         assert {"boundary_lambda", "rpn_weight", "num_stages"} <= set(child.data.params)
         assert "train/loss" in child.data.metrics and "eval/coco/segm_mAP" in child.data.metrics
@@ -140,8 +194,8 @@ def test_asha_search_beside_another_ray_records_parent_and_children(tmp_path, ti
         figures = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
         assert {"figures/predictions.png", "figures/loss_curves.png"} <= figures
         assert child.info.end_time < parent.info.end_time  # each trial its own end
-    assert len({c.info.end_time for c in children}) == 3
-    assert {c.data.params["num_stages"] for c in children} <= {"1", "2"}
+    assert len({c.info.end_time for c in finished}) == 3
+    assert {c.data.params["num_stages"] for c in finished} <= {"1", "2"}
 
 
 @pytest.mark.slow
@@ -191,64 +245,6 @@ def test_failing_dataset_stops_the_search_before_ray(tiny_data, tmp_path, capsys
     err = capsys.readouterr().err
     assert "brefine data check" in err and data["images"][0]["file_name"] in err
     assert not ray.is_initialized()
-
-
-@pytest.mark.slow
-def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, tiny_data):
-    import signal
-    import time
-
-    cmd = [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
-           "--num-samples", "2", "--max-concurrent", "1", "--stages", "1", "--scheduler", "fifo",
-           "--name", "r1", "--max-iters", "4", "--set", "train_cfg.val_interval=2"]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-    def children():
-        experiment = client.get_experiment_by_name("synthetic")
-        if experiment is None:
-            return []
-        return [r for r in client.search_runs([experiment.experiment_id])
-                if "mlflow.parentRunId" in r.data.tags]
-
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 900
-
-    def states():
-        return sorted(r.info.status for r in children())
-
-    while states() != ["FINISHED", "RUNNING"] and time.time() < deadline:
-        assert proc.poll() is None, "the search ended before it could be interrupted"
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C while the second trial trains
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, out[-2000:] + err[-2000:]
-    # no report as if the search were complete
-    assert "# Search r1" not in out and "search took" not in out
-    assert "interrupted" in err and "--resume" in err
-    assert states() == ["FINISHED", "KILLED"]
-    finished_trial = next(r for r in children() if r.info.status == "FINISHED"
-                          ).data.tags["ray.trial_id"]
-    experiment = client.get_experiment_by_name("synthetic")
-    parent = next(r for r in client.search_runs([experiment.experiment_id])
-                  if r.data.tags.get("brefine.role") == "search")
-    assert parent.info.status == "KILLED"
-
-    resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=900)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    runs = children()
-    by_trial = {}
-    for run in runs:
-        by_trial.setdefault(run.data.tags["ray.trial_id"], []).append(run)
-    assert len(by_trial) == 2
-    assert len(by_trial[finished_trial]) == 1  # the finished trial did not run again
-    assert all(any(r.info.status == "FINISHED" for r in rs) for rs in by_trial.values())
-    assert not any(r.info.status == "RUNNING" for r in runs)
-    table = pd.read_parquet(tmp_path / "ray_results" / "r1" / "trials.parquet")
-    assert sorted(table["trial_id"]) == sorted(by_trial)
-    parent = client.get_run(parent.info.run_id)
-    assert parent.info.status == "FINISHED" and "best.trial_id" in parent.data.tags
 
 
 def test_a_search_whose_trials_all_fail_is_a_failure_naming_the_first_error():

@@ -1,24 +1,21 @@
-"""The search itself: validate, open the parent run, run Tune, report.
+"""The search itself: validate, open the parent run, run both stages, report.
 
 Everything that can be wrong with the input fails before Ray starts (exit 2).
 A search interrupted with Ctrl-C ends its parent and running children KILLED,
-prints no best trial, and exits 130; ``--resume --name NAME`` continues it.
+prints no result, and exits 130; ``--resume --name NAME`` continues it, in
+the search stage or in its confirmation stage (:mod:`tune.stages`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
 
 from mlflow.tracking import MlflowClient
-from ray.tune import Callback
 
 from mmengine.config import Config
 
@@ -27,21 +24,21 @@ from brefine.driver.options import INPUT_ERRORS, RunOptions, options_from_args
 from brefine.tracking.lifecycle import ended_by_outcome, run_lock
 from brefine.tracking.runs import mlflow_ui_hint
 
-from .report import (best_row, search_figure, seed_noise, summary_markdown, trial_table,
-                     write_beside_results)
-from .runs import ChildRunStates, end_remaining, find_child, open_parent
+from .experiment import TRIAL_DRIVER_RESOURCES
+from .progress import ray_log_to_file
+from .publish import Outcome, publish
+from .report import summary_markdown
+from .runs import end_remaining, open_parent
 from .space import SearchSpace
-from .trial import run_trial, train_run_name
+from .stages import SearchFailed, raise_if_every_trial_failed, schedule_length, search_and_confirm
 
-# A trial's function only waits on its Ray Train workers: it reserves the
-# memory its process takes, and no CPU, so that every CPU of a node can go to
-# workers. (A sliver of CPU per trial left a 1-CPU node 0.95 free: a worker
-# group of 1-CPU workers then never fitted beside it.)
-TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 30}
+__all__ = ["TRIAL_DRIVER_RESOURCES", "SearchFailed", "raise_if_every_trial_failed", "run_search"]
 
 EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
     config="brefine_tiny_synthetic", base_iters=1200, trial_iters=60, warmup_iters=10,
-    num_samples=2, repeat_default=2, scheduler="fifo",
+    # two sampled points; the default is confirmed beside the best with 2
+    # fresh seeds each: 6 trainings, two at a time
+    num_samples=2, repeat_default=0, scheduler="fifo", confirm=1, confirm_seeds=2,
     # two trials at once, a CPU each: their start-ups and validations, mostly
     # one thread's work, overlap
     max_concurrent=2,
@@ -57,7 +54,27 @@ def default_metric(cfg) -> str:
 
 
 def is_embedded(args: argparse.Namespace) -> bool:
+    """Whether the options ask for the embedded search (its config, the built-in data)."""
     return Path(args.config).stem == EMBEDDED["config"] and args.data_root is None
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """The counts of trials, seeds and confirmed configurations.
+
+    Raises:
+        ConfigError: naming the option out of range.
+    """
+    if args.num_samples < 1 or args.max_concurrent < 1 or args.repeat_default < 0:
+        raise ConfigError("--num-samples and --max-concurrent must be >= 1, "
+                          "--repeat-default >= 0")
+    if args.confirm < 0:
+        raise ConfigError(f"--confirm must be >= 0 (0: no confirmation stage), got {args.confirm}")
+    if args.confirm and args.confirm_seeds < 2:
+        raise ConfigError(f"--confirm-seeds must be >= 2 (an interval needs two seeds), got "
+                          f"{args.confirm_seeds}")
+    if args.objective == "pareto" and not args.confirm:
+        raise ConfigError("--objective pareto chooses the configurations to confirm; use it "
+                          "with --confirm K")
 
 
 def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]:
@@ -66,9 +83,7 @@ def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]
 
     if args.resume and not args.name:
         raise ConfigError("--resume needs the --name of the search to restore")
-    if args.num_samples < 1 or args.max_concurrent < 1 or args.repeat_default < 0:
-        raise ConfigError("--num-samples and --max-concurrent must be >= 1, "
-                          "--repeat-default >= 0")
+    check_counts(args)
     if args.scheduler == "pbt" and args.search_alg != "random":
         raise ConfigError("--scheduler pbt explores by itself; use it with --search-alg random")
     if args.search_alg == "optuna":
@@ -96,44 +111,8 @@ def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]
     return run, cfg, space
 
 
-def build_scheduler(args: argparse.Namespace, max_iters: int, val_interval: int,
-                    space: SearchSpace) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
-
-    if args.scheduler == "fifo":
-        return FIFOScheduler()
-    if args.scheduler == "pbt":
-        # num_stages changes the architecture, so a checkpoint cannot take
-        # another value: PBT perturbs λ and w and inherits the stage count.
-        return PopulationBasedTraining(
-            time_attr="iteration", perturbation_interval=args.perturbation_interval or val_interval,
-            hyperparam_mutations=space.mutations(), quantile_fraction=0.25,
-            resample_probability=0.25, synch=args.pbt_synch)
-    return ASHAScheduler(time_attr="iteration", max_t=max_iters,
-                         grace_period=args.grace_period or val_interval, reduction_factor=2)
-
-
-def build_search_alg(args: argparse.Namespace, repeats: list[dict]) -> Any:
-    """Random (seeded) or Optuna, limited to --max-concurrent trials at once."""
-    if args.search_alg == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        return ConcurrencyLimiter(OptunaSearch(seed=args.seed, points_to_evaluate=repeats or None),
-                                  max_concurrent=args.max_concurrent)
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    return BasicVariantGenerator(random_state=args.seed, max_concurrent=args.max_concurrent,
-                                 points_to_evaluate=repeats or None)
-
-
-def repeated_points(args: argparse.Namespace, space: SearchSpace) -> tuple[list[dict], dict]:
-    """The table's defaults, once per extra seed: trials that measure seed noise."""
-    default = {k: HYPERPARAMETERS[k].default for k in space.searched}
-    return [dict(default, seed=args.seed + i + 1) for i in range(args.repeat_default)], default
-
-
 def apply_defaults(args: argparse.Namespace) -> None:
+    """Fill the options left out: the embedded search's own, else the general defaults."""
     embedded = is_embedded(args)
     if args.num_samples is None:
         args.num_samples = EMBEDDED["num_samples"] if embedded else 4
@@ -143,6 +122,10 @@ def apply_defaults(args: argparse.Namespace) -> None:
         args.num_stages = list(EMBEDDED["stages"])
     if args.repeat_default is None:
         args.repeat_default = EMBEDDED["repeat_default"] if embedded else 0
+    if args.confirm is None:
+        args.confirm = EMBEDDED["confirm"] if embedded else 0
+    if args.confirm_seeds is None:
+        args.confirm_seeds = EMBEDDED["confirm_seeds"] if embedded else 3
     args.scheduler = args.scheduler or (EMBEDDED["scheduler"] if embedded else "asha")
 
 
@@ -198,21 +181,20 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
         client.set_tag(parent_id, ARGV_TAG, json.dumps(args.argv))
         log_search_params(client, parent_id, args, run, cfg, space, metric)
     started = time.time()
+    ray_log = run.work_dir / run.name / "ray-driver.log"
     try:
-        with ended_by_outcome(client, parent_id):
+        with ended_by_outcome(client, parent_id), ray_log_to_file(ray_log):
             try:
-                results = fit_search(args, replace(run, parent_run_id=parent_id), cfg, space,
-                                     metric, client, experiment_id)
+                search = start(args, replace(run, parent_run_id=parent_id), cfg)
+                outcome = search_and_confirm(args, search, cfg, space, metric, client,
+                                             experiment_id)
             except KeyboardInterrupt:
                 end_remaining(client, experiment_id, parent_id, "KILLED")
                 raise
             end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
-            raise_if_every_trial_failed(results)
-            report = finish_report(client, parent_id, results, metric, schedule_length(cfg),
-                                   run, repeated_points(args, space)[1] if args.repeat_default
-                                   else {})
+            report = publish(client, parent_id, run, outcome)
     except SearchFailed as err:
-        print(f"error: search '{run.name}' FAILED: {err}", file=sys.stderr)
+        print(f"error: search '{run.name}' FAILED: {err} (Ray's log: {ray_log})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"interrupted: search '{run.name}' ended KILLED (MLflow: parent and running "
@@ -221,31 +203,40 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
                   f" --{key.replace('_', '-')} {getattr(args, key)}"
                   for key in ("storage", "mlflow_uri") if getattr(args, key)), file=sys.stderr)
         return 130
-    print(report["summary"])
-    if report["best"] is not None:
-        print("best trial:", json.dumps(report["best"], default=str))
-    print(f"search took {time.time() - started:.0f} s; results in {report['written']}")
-    print(f"MLflow: {mlflow_ui_hint(run.tracking_uri, run.experiment)}")
+    print_end(outcome, report, run, time.time() - started, ray_log)
     return 0
 
 
-class SearchFailed(RuntimeError):
-    """No trial of the search finished; the message is the first trial's error."""
+def start(args: argparse.Namespace, search: RunOptions, cfg: Config) -> RunOptions:
+    """Ray started and, for the embedded search, the
+    cached base detector; returns ``search`` as its trials run (``load_from`` the base)."""
+    from brefine.driver.ray_cluster import start_ray
+
+    base = None
+    if is_embedded(args):
+        from .warm_start import base_detector
+
+        base = base_detector(search.config, {}, search.data_root or str(cfg.data_root),
+                             EMBEDDED["base_iters"])
+    # each trial: its trainable, Train controller and helpers (7) and its workers
+    start_ray(startup_concurrency=args.max_concurrent * (7 + search.num_workers) + 1)
+    return replace(search, report_checkpoints=args.scheduler == "pbt", overrides={
+        **search.overrides, **({"load_from": str(base)} if base else {})})
 
 
-def raise_if_every_trial_failed(results) -> None:
-    """Raises SearchFailed when Tune's ``results`` hold trials and all of them failed."""
-    errors = [r.error for r in results if r.error is not None]
-    if len(results) and len(errors) == len(results):
-        from brefine.driver.trainer import describe_failure
-
-        raise SearchFailed(f"all {len(errors)} trials failed; the first: "
-                           f"{describe_failure(errors[0])}")
-
-
-def schedule_length(cfg: Config) -> int:
-    """A trial's length in the scheduler's unit: iterations (or epochs)."""
-    return int(cfg.train_cfg.get("max_iters") or cfg.train_cfg.get("max_epochs"))
+def print_end(outcome: Outcome, report: dict, run: RunOptions, took: float,
+              ray_log: Path) -> None:
+    """The terminal's end: the summary (the confirmation runs' table is in summary.md),
+    and where the results, the logs and MLflow are."""
+    print()
+    print(summary_markdown(outcome.name, outcome.metric, outcome.objective, outcome.table,
+                           outcome.best, outcome.noise, report["lines"]).rstrip())
+    warnings = sum(" WARNING " in line or " ERROR " in line
+                   for line in ray_log.read_text().splitlines()) if ray_log.is_file() else 0
+    print(f"\nsearch took {took:.0f} s. Summary, tables, figures: {report['written']}/summary.md")
+    print(f"logs: workers {run.work_dir}/{run.name}-train-<trial>/worker-rank0.log; Ray's "
+          f"driver log {ray_log} ({warnings} warnings)")
+    print(f"MLflow: {mlflow_ui_hint(run.tracking_uri, run.experiment)}")
 
 
 def log_search_params(client, parent_id: str, args: argparse.Namespace, run: RunOptions,
@@ -259,148 +250,10 @@ def log_search_params(client, parent_id: str, args: argparse.Namespace, run: Run
     params = {"config": Path(run.config).name, "metric": metric,
               "scheduler": args.scheduler, "search_alg": args.search_alg,
               "num_samples": args.num_samples, "repeat_default": args.repeat_default,
+              "confirm": args.confirm, "confirm_seeds": args.confirm_seeds,
+              "objective": args.objective,
               "max_concurrent": args.max_concurrent, "num_workers": run.num_workers,
               "gpus_per_worker": run.gpus_per_worker, "max_iters": schedule_length(cfg),
               "val_interval": int(cfg.train_cfg.get("val_interval", 1)), "seed": args.seed,
               **space.describe(), **{f"set.{k}": v for k, v in run.overrides.items()}}
     client.log_batch(parent_id, params=[Param(k, v) for k, v in flat_params(params).items()])
-
-
-def fit_search(args: argparse.Namespace, search: RunOptions, cfg: Config, space: SearchSpace,
-               metric: str, client, experiment_id: str):
-    """Tune's results of the search (a new one, or ``--resume``d).
-
-    Raises:
-        KeyboardInterrupt: Ctrl-C or SIGTERM stopped it (Tune saved it to resume).
-        ConfigError: ``--resume`` and no search at its storage path.
-    """
-    from ray import tune as ray_tune
-
-    from brefine.driver.ray_cluster import ResourceWaitWatcher, start_ray
-
-    base = None
-    if is_embedded(args):
-        from .warm_start import base_detector
-
-        base = base_detector(search.config, {}, search.data_root or str(cfg.data_root),
-                             EMBEDDED["base_iters"])
-    start_ray()
-    repeats, _ = repeated_points(args, space)
-    search = replace(search, report_checkpoints=args.scheduler == "pbt", overrides={
-        **search.overrides, **({"load_from": str(base)} if base else {})})
-    trainable = ray_tune.with_resources(ray_tune.with_parameters(run_trial, search=search),
-                                        TRIAL_DRIVER_RESOURCES)
-    param_space = space.param_space()
-    if repeats:
-        param_space["seed"] = args.seed  # repeats override it
-    max_iters = schedule_length(cfg)
-    path = f"{search.storage.rstrip('/')}/{search.name}"
-    if args.resume:
-        if not ray_tune.Tuner.can_restore(path):
-            raise ConfigError(f"no search to resume at {path}")
-        tuner = ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
-                                       param_space=param_space)
-    else:
-        tuner = ray_tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=ray_tune.TuneConfig(
-                metric=metric, mode="max", num_samples=args.num_samples + len(repeats),
-                scheduler=build_scheduler(args, max_iters,
-                                          int(cfg.train_cfg.get("val_interval", 1)), space),
-                search_alg=build_search_alg(args, repeats)),
-            run_config=ray_tune.RunConfig(
-                name=search.name, storage_path=search.storage,
-                callbacks=[ChildRunStates(client, experiment_id, search.parent_run_id,
-                                          max_iters, search.storage),
-                           TrialLogPaths(search.work_dir, search.name, search.log_to_file)],
-                checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
-    handler = signal.getsignal(signal.SIGINT)
-    with ResourceWaitWatcher():
-        results = tuner.fit()
-    # Tune answers Ctrl-C itself: it saves the experiment, stops the trials
-    # and returns as if done. Its handler replaces ours for the run and puts
-    # ours back only when it fires, which is how an interrupt shows here.
-    interrupted = signal.getsignal(signal.SIGINT) is handler
-    signal.signal(signal.SIGINT, handler)
-    if interrupted:
-        raise KeyboardInterrupt
-    return results
-
-
-def finish_report(client, parent_id: str, results, metric: str, max_iters: int,
-                  run: RunOptions, repeated: dict) -> dict:
-    """Trial table, figure, summary and best config: beside the results and on the parent."""
-    from brefine.tracking.runs import metric_entities
-
-    table = trial_table(results, metric, max_iters)
-    best = best_row(table, metric)
-    noise = seed_noise(table, metric, repeated)
-    summary = summary_markdown(table, metric, best, run.name, noise)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        table.to_parquet(tmp / "trials.parquet")
-        (tmp / "summary.md").write_text(summary)
-        search_figure(table, metric, tmp / "search.png")
-        names = ["trials.parquet", "summary.md", "search.png"]
-        if best is not None:
-            best_cfg = load_config(run.config, {**run.overrides,
-                                                 **{k: best[k] for k in HYPERPARAMETERS}},
-                                   run.data_root)
-            best_cfg.dump(str(tmp / "best_config.py"))
-            (tmp / "best.json").write_text(json.dumps(best, default=str, indent=2))
-            names += ["best_config.py", "best.json"]
-        written = write_beside_results(run.storage, run.name, {n: (tmp / n).read_bytes()
-                                                                   for n in names if n != "search.png"})
-        for name in names:
-            client.log_artifact(parent_id, str(tmp / name), "search")
-    client.log_table(parent_id, data=table.drop(columns=["path"]), artifact_file="search/trials.json")
-    if best is not None:
-        row = table.loc[table["trial_id"] == best["trial_id"]].iloc[0]
-        client.log_batch(parent_id, metrics=metric_entities(
-            {k: v for k, v in row.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v},
-            step=0, prefix="best/"))
-        for key in ("trial_id", *HYPERPARAMETERS):
-            client.set_tag(parent_id, f"best.{key}", str(best.get(key)))
-        model = register_best(client, parent_id, best["trial_id"], run, best)
-        client.set_tag(parent_id, "mlflow.note.content",
-                       f"best trial {best['trial_id']}: " + ", ".join(
-                           f"{k}={best[k]}" for k in HYPERPARAMETERS if k in best)
-                       + f"; {metric} {best[f'best_{metric}']:.4f}; results: {written}"
-                       + (f"; checkpoint {model[1]}; registered as {model[0]}" if model else ""))
-    return dict(summary=summary, best=best, written=written)
-
-
-def register_best(client, parent_id: str, trial_id: str, run: RunOptions, best: dict
-                  ) -> Optional[tuple[str, str]]:
-    """Register the best trial's last checkpoint; (models:/ URI, checkpoint URI) or None."""
-    from brefine.checkpoints import fetch_checkpoint
-    from brefine.tracking.registry import register_model
-
-    experiment_id = client.get_run(parent_id).info.experiment_id
-    child = find_child(client, experiment_id, parent_id, trial_id)
-    checkpoint_uri = child.data.tags.get("checkpoint_uri") if child is not None else None
-    if checkpoint_uri is None:
-        return None
-    cfg = load_config(run.config, {**run.overrides, **{k: best[k] for k in HYPERPARAMETERS}},
-                      run.data_root)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = fetch_checkpoint(checkpoint_uri, Path(tmp))
-        version = register_model(client, child.info.run_id, local, cfg, Path(run.config).stem)
-    uri = f"models:/{version.name}/{version.version}"
-    client.set_tag(parent_id, "best.model_uri", uri)
-    client.set_tag(parent_id, "best.checkpoint_uri", checkpoint_uri)
-    return uri, checkpoint_uri
-
-
-class TrialLogPaths(Callback):
-    """Prints, as each trial starts, its values and where its worker log is."""
-
-    def __init__(self, work_dir: Path, search: str, enabled: bool) -> None:
-        self.work_dir, self.search, self.enabled = work_dir, search, enabled
-
-    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        values = {k: trial.config[k] for k in (*HYPERPARAMETERS, "seed") if k in trial.config}
-        name = train_run_name(self.search, trial.trial_id)
-        where = f"; worker log {self.work_dir / name / 'worker-rank0.log'}" if self.enabled else ""
-        print(f"trial {trial.trial_id} started: {values}{where}", flush=True)

@@ -57,16 +57,19 @@ def resumed_args(recorded: list[str], given: argparse.Namespace) -> argparse.Nam
 USAGE = """Ray Tune search over BRefine's λ (boundary_lambda), w (rpn_weight) and num_stages.
 
     python tune/search.py                       # embedded default: local Ray, tiny
-                                                # config, built-in data, about 10 min on 2 CPUs
+                                                # config, built-in data, about 12 min on 2 CPUs
     ray job submit --working-dir . -- python tune/search.py \\
         --config brefine_r50_fpn_1x_coco --num-samples 16 --max-concurrent 4 \\
         --num-workers 8 --gpus-per-worker 1 --storage s3://bucket/brefine
 
 Each trial is a Ray Train run (DDP workers) whose validations Tune sees; the
 search is an MLflow parent run, every trial a nested child run. At the end:
-the best trial, ``trials.parquet``, ``summary.md`` and ``best_config.py``
-beside the Ray results, and all of it on the parent run. Ctrl-C ends the
-search KILLED (exit 130); ``--resume --name NAME`` continues it.
+``--confirm K`` trains the K best configurations and the default again with
+fresh seeds and decides (Welch's t intervals): a winner, registered with the
+MLflow alias ``champion``, or none and the seeds a decision would need.
+``trials.parquet``, ``summary.md``, the decision and figures beside the Ray
+results and on the parent run. Ctrl-C ends the search KILLED (exit 130);
+``--resume --name NAME`` continues it, in the search or its confirmation.
 """
 
 
@@ -98,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PBT: perturb when all trials reached the step (pauses trials; "
                         "default: asynchronous, as each trial gets there)")
     p.add_argument("--search-alg", choices=["random", "optuna"], default="random")
+    p.add_argument("--confirm", type=int, default=None, metavar="K",
+                   help="after the search, train its K best configurations and the default "
+                        "again with --confirm-seeds fresh seeds each at the full schedule, and "
+                        "declare a winner only when its Welch t interval to every other "
+                        "excludes zero (default: 1 in the embedded search, else 0: no decision)")
+    p.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
+                   help="seeds per confirmed configuration, at least 2 (default: 2 in the "
+                        "embedded search, else 3)")
+    p.add_argument("--objective", choices=["accuracy", "pareto"], default="accuracy",
+                   help="which configurations --confirm takes: the most accurate, or those on "
+                        "the accuracy/training-cost Pareto front first")
     p.add_argument("--metric", help="metric to maximise (default: validation segm AP)")
     for hyper in HYPERPARAMETERS.values():
         if hyper.search == "choice":

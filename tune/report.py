@@ -1,20 +1,31 @@
-"""The report of a search: trial table, figure, summary, best config.
+"""The report of a search: trial tables, the best trial, the summary.
 
-Written beside Ray's results (``<storage>/<search>/``) and to the parent
-MLflow run, whose UI shows the table as ``trials.json``.
+Every trial is named as its MLflow child run is (:func:`tune.trial.child_name`),
+every hyperparameter shows its value (a key fixed with ``--set`` its fixed
+value), and iterations are training iterations. Written beside Ray's results
+(``<storage>/<search>/``) and to the parent MLflow run (:mod:`tune.publish`).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Optional
 
 from brefine.configs import HYPERPARAMETERS
 
+from .names import CONFIRMS_KEY, COST_METRICS, child_name
 
-def trial_table(results, metric: str, max_iters: int):
-    """One row per trial: its values, status, iterations, best and last metric."""
+
+def trial_table(results, metric: str, max_iters: int, fixed: dict, seed: int,
+                prefix: str = "t"):
+    """One row per trial of Tune's ``results``: its name, values, status, training
+    iterations, best and last ``metric``, validation metrics and cost.
+
+    ``fixed``: the values of keys fixed with ``--set``; ``seed``: the seed of a
+    trial whose config has none; ``prefix``: of the trials' names.
+    """
     import pandas as pd
 
     rows = []
@@ -27,29 +38,53 @@ def trial_table(results, metric: str, max_iters: int):
             else metrics.get(metric)
         status = "ERROR" if result.error is not None else (
             "STOPPED" if metrics.get("iteration", 0) < max_iters else "FINISHED")
+        trial_id = metrics.get("trial_id") or trial_id_of(result.path)
         rows.append(dict(
-            trial_id=metrics.get("trial_id"),
-            **{k: result.config.get(k) for k in HYPERPARAMETERS},
-            seed=result.config.get("seed"),
+            name=child_name(trial_id, result.config, prefix), trial_id=trial_id,
+            **{k: result.config.get(k, fixed.get(k)) for k in HYPERPARAMETERS},
+            seed=result.config.get("seed", seed),
+            **({"confirms": result.config[CONFIRMS_KEY]} if CONFIRMS_KEY in result.config
+               else {}),
             status=status, iterations=metrics.get("iteration"),
             wall_time_s=metrics.get("time_total_s"),
             **{f"best_{metric}": best, f"last_{metric}": metrics.get(metric)},
             **{k: v for k, v in metrics.items()
-               if "/" in k and isinstance(v, (int, float)) and k != metric},
-            **({"boundary_AP": metrics["boundary_AP"]} if "boundary_AP" in metrics else {}),
+               if ("/" in k or k.startswith("boundary_AP") or k in COST_METRICS) and k != metric
+               and isinstance(v, (int, float))},
             error=str(result.error).strip().splitlines()[0] if result.error is not None else None,
             path=result.path))
     return pd.DataFrame(rows)
 
 
+def trial_id_of(path: str) -> str:
+    """A trial's id from its folder (``run_trial_3f2a1_00004_4_...``): a trial that
+    failed before its first report has no metrics to hold it."""
+    import re
+
+    found = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(path).name)
+    return found.group(1) if found else Path(path).name
+
+
+def plain(value: Any) -> Any:
+    """A pandas/numpy scalar as the Python value (what json and MLflow take)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def best_row(table, metric: str) -> Optional[dict[str, Any]]:
-    """The best trial's id, values, seed, best ``metric`` and path; None when none reported it."""
+    """The best trial: its name, id, values, seed, best ``metric`` and path, and
+    ``tied_with``: the names of the trials with the same best value (the first
+    of them in the table is the one taken). None when no trial reported ``metric``.
+    """
     column = f"best_{metric}"
     if column not in table or not table[column].notna().any():
         return None
-    row = table.loc[table[column].idxmax()]
-    return {k: (row[k].item() if hasattr(row[k], "item") else row[k])
-            for k in ("trial_id", *HYPERPARAMETERS, "seed", column, "path") if k in row}
+    top = table[column].max()
+    tied = table[table[column] == top]
+    row = tied.iloc[0]
+    best = {k: plain(row[k]) for k in ("name", "trial_id", *HYPERPARAMETERS, "seed", column,
+                                        "path") if k in row}
+    best["tied_with"] = list(tied["name"].iloc[1:])
+    return best
 
 
 def seed_noise(table, metric: str, repeated: dict) -> Optional[dict[str, float]]:
@@ -69,64 +104,63 @@ def seed_noise(table, metric: str, repeated: dict) -> Optional[dict[str, float]]
                 search_runs=len(searched))
 
 
-def summary_markdown(table, metric: str, best: Optional[dict], search: str,
-                     noise: Optional[dict] = None) -> str:
-    """The search's ``summary.md``: the best trial, the seed-noise verdict and the trial table."""
-    lines = [f"# Search {search}", "", f"metric: `{metric}` (max)", ""]
-    if best is not None:
-        lines += ["best trial: " + ", ".join(f"{k}={v}" for k, v in best.items() if k != "path"),
-                  ""]
-    if noise is not None:
-        verdict = ("the differences between trials exceed seed noise"
-                   if noise["search_std"] > 2 * noise["seed_std"] else
-                   "the differences between trials are within about twice the seed noise: this "
-                   "search does not rank the hyperparameters reliably")
-        lines += [f"seed noise: the repeated configuration ({noise['seed_runs']} seeds) has std "
-                  f"{noise['seed_std']:.4f}; the searched trials ({noise['search_runs']}) std "
-                  f"{noise['search_std']:.4f}, range {noise['search_range']:.4f}: {verdict}.", ""]
-    cols = [c for c in ["trial_id", *HYPERPARAMETERS, "seed", "status", "iterations",
-                        "wall_time_s", f"best_{metric}", "boundary_AP"]
-            if c in table and table[c].notna().any()]
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+def best_line(best: dict, metric: str) -> str:
+    """The best trial in words, a tie named as one."""
+    value = best[f"best_{metric}"]
+    line = f"best trial: {best['name']} ({best['trial_id']}), {metric} {value:.4f}"
+    if best["tied_with"]:
+        line += (f", **a tie** with {', '.join(best['tied_with'])} at the same value: the first "
+                 "in the table was taken, the search does not rank them")
+    return line + " (one seed, not a decision)"
+
+
+def noise_line(noise: dict) -> str:
+    """The seed-noise verdict of the repeated default configuration."""
+    verdict = ("the differences between trials exceed seed noise"
+               if noise["search_std"] > 2 * noise["seed_std"] else
+               "the differences between trials are within about twice the seed noise: this "
+               "search does not rank the hyperparameters reliably")
+    return (f"seed noise: the repeated configuration ({noise['seed_runs']} seeds) has std "
+            f"{noise['seed_std']:.4f}; the searched trials ({noise['search_runs']}) std "
+            f"{noise['search_std']:.4f}, range {noise['search_range']:.4f}: {verdict}.")
+
+
+def markdown_table(table, metric: str, metric_column: str) -> list[str]:
+    """The lines of a markdown table of ``table``: names, values, status, metric, cost."""
+    cols = [c for c in ("name", "confirms", *HYPERPARAMETERS, "seed", "status", "iterations",
+                        "wall_time_s", "train_s_per_iter", "infer_images_per_s", metric_column,
+                        "boundary_AP") if c in table and table[c].notna().any()]
+    lines = ["| " + " | ".join(c.replace(metric_column, metric) for c in cols) + " |",
+             "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
-        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(cell(row[c]) for c in cols) + " |")
+    return lines
+
+
+def cell(value: Any) -> str:
+    """A table cell: 4 significant digits for a float, '–' for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def summary_markdown(search: str, metric: str, objective: str, table, best: Optional[dict],
+                     noise: Optional[dict], decision_lines: list[str],
+                     confirmed=None) -> str:
+    """The search's ``summary.md``: the decision, the search's trials, the confirmation runs."""
+    lines = [f"# Search {search}", "",
+             (f"metric: `{metric}` (max); objective: {objective}; iterations are training "
+              "iterations; trials are named as their MLflow runs."), "",
+             "## Decision", "", *decision_lines, "", "## Search", ""]
+    if best is not None:
+        lines += [best_line(best, metric), ""]
+    if noise is not None:
+        lines += [noise_line(noise), ""]
+    lines += markdown_table(table, metric, f"best_{metric}")
+    if confirmed is not None and len(confirmed):
+        lines += ["", "## Confirmation runs (full schedule, last validation)", "",
+                  *markdown_table(confirmed, metric, f"last_{metric}")]
     return "\n".join(lines) + "\n"
-
-
-def search_figure(table, metric: str, path: Path) -> None:
-    """Best AP against each hyperparameter: log axis for λ, categorical stages, jitter."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    column = f"best_{metric}"
-    rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(1, len(HYPERPARAMETERS), figsize=(13, 3.8))
-    for ax, (key, hyper) in zip(axes, HYPERPARAMETERS.items()):
-        ok = table[column].notna() & table[key].notna()
-        x, y = table.loc[ok, key].astype(float).to_numpy(), table.loc[ok, column].to_numpy()
-        if hyper.search == "choice":
-            # categorical: one column per value, points spread so equal ones show
-            values = sorted(set(x))
-            positions = np.array([values.index(v) for v in x], float)
-            ax.scatter(positions + rng.uniform(-0.15, 0.15, len(x)), y, c="tab:blue", alpha=0.8)
-            ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
-        else:
-            ax.scatter(x, y, c="tab:blue", alpha=0.8)
-            if hyper.search == "loguniform":
-                ax.set_xscale("log")
-                ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(f"{key} ({hyper.paper})")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    fig.suptitle("search: best validation AP per trial")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_beside_results(storage: str, search: str, files: dict[str, bytes]) -> str:

@@ -4,7 +4,8 @@ The parent run is the driver's; each trial opens its child (found again by
 its Ray trial id when PBT restarts it); :class:`ChildRunStates`, a Tune
 callback in the driver, ends each child the moment Tune ends its trial:
 FINISHED (with ``brefine.stopped_early`` when a scheduler stopped it) or
-FAILED, with the trial's own end time. Whatever is still RUNNING when the
+FAILED, with the trial's own end time and its cost (training s/iter,
+inference images/s) as metrics. Whatever is still RUNNING when the
 search stops (Ctrl-C) ends KILLED with the parent.
 """
 
@@ -15,10 +16,11 @@ from typing import Any, Optional
 
 from ray.tune import Callback
 
-from brefine.tracking.runs import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, find_run, open_run,
-                                   storage_uri)
+from brefine.tracking.runs import (PARENT_TAG, STOPPED_TAG, TRIAL_TAG, find_run,
+                                   metric_entities, open_run, storage_uri)
 
-SEARCH_TAG = "brefine.search"
+from .names import COST_METRICS, SEARCH_TAG
+
 ROLE_TAG = "brefine.role"
 
 
@@ -70,6 +72,10 @@ class ChildRunStates(Callback):
         if status == "FINISHED":
             reached = result.get("iteration", 0)
             self.client.set_tag(run.info.run_id, STOPPED_TAG, str(reached < self.max_iters).lower())
+        cost = {k: result[k] for k in COST_METRICS if isinstance(result.get(k), (int, float))}
+        if cost:  # the trial's cost beside its accuracy, on its own run
+            self.client.log_batch(run.info.run_id, metrics=metric_entities(
+                cost, step=int(result.get("iteration", 0))))
         if result.get("checkpoint_path"):
             self.client.set_tag(run.info.run_id, "checkpoint_uri",
                                 storage_uri(result["checkpoint_path"], self.storage))

@@ -14,22 +14,7 @@ from brefine.configs import HYPERPARAMETERS, load_config
 from brefine.driver.options import RunOptions
 from brefine.tracking.runs import TRIAL_TAG, connect, environment_tags, log_dataset_inputs, open_run
 
-from .runs import SEARCH_TAG
-
-
-def child_name(trial_id: str, hyper: dict) -> str:
-    """Short and telling: the trial's number and its values, e.g. ``t03 λ=0.52 w=0.21 n=2``."""
-    number = trial_id.rsplit("_", 1)[-1].lstrip("0") or "0"
-    parts = [f"t{int(number):02d}"]
-    if "boundary_lambda" in hyper:
-        parts.append(f"λ={hyper['boundary_lambda']:.2g}")
-    if "rpn_weight" in hyper:
-        parts.append(f"w={hyper['rpn_weight']:.2g}")
-    if "num_stages" in hyper:
-        parts.append(f"n={hyper['num_stages']}")
-    if "seed" in hyper:
-        parts.append(f"seed={hyper['seed']}")
-    return " ".join(parts)
+from .names import CONFIRMS_KEY, CONFIRMS_TAG, SEARCH_TAG, child_name
 
 
 def train_run_name(search: str, trial_id: str, checkpoint: Optional[Any] = None) -> str:
@@ -55,14 +40,19 @@ def run_trial(hyper: dict, search: RunOptions) -> None:
     restore = tune.get_checkpoint()
     values = {k: hyper[k] for k in HYPERPARAMETERS if k in hyper}
     seed = hyper.get("seed", search.seed)
+    confirms = hyper.get(CONFIRMS_KEY)
     client, experiment_id = connect(search.tracking_uri, search.experiment)
     # PBT may restart this trial, maybe from another's checkpoint: found by its id
     run_id, existed = open_run(
-        client, experiment_id, child_name(trial_id, hyper), search.parent_run_id,
-        tags={**environment_tags(), SEARCH_TAG: search.name},
+        client, experiment_id, child_name(trial_id, hyper, "c" if confirms else "t"),
+        search.parent_run_id,
+        tags={**environment_tags(), SEARCH_TAG: search.name,
+              **({CONFIRMS_TAG: confirms} if confirms else {})},
         match_tags={TRIAL_TAG: trial_id},
-        description=f"trial {trial_id} of search {search.name}: "
-                    + ", ".join(f"{k}={v}" for k, v in values.items()) + f", seed {seed}")
+        description=(f"confirms {confirms}" if confirms else "trial") +
+                    f" ({trial_id}) of search {search.name}: " + ", ".join(
+                        f"{k}={values.get(k, search.overrides.get(k))}"
+                        for k in HYPERPARAMETERS) + f", seed {seed}")
     if not existed:
         log_dataset_inputs(client, run_id, load_config(search.config, search.overrides,
                                                        search.data_root), search.data_root)

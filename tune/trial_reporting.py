@@ -19,7 +19,12 @@ from ray.train.v2.api.callback import UserCallback
 from brefine.driver.trainer import BackgroundFit
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # the key TuneReportCallback uses
-TABLE_METRICS = ("coco/segm_mAP", "lvis/segm_AP", "boundary_AP", "iteration")
+
+
+def tune_result(metrics: dict, checkpoint: Optional[Any]) -> dict:
+    """What the trial reports to Tune: rank 0's metrics and where the checkpoint is."""
+    return {**metrics, **({CHECKPOINT_PATH_KEY: checkpoint.path} if checkpoint is not None
+                          else {})}
 
 
 class TuneReportCheckpointCallback(UserCallback):
@@ -30,16 +35,18 @@ class TuneReportCheckpointCallback(UserCallback):
         self.with_checkpoint = with_checkpoint
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        # Tune's progress table shows the first four metrics of a result
-        first = [k for k in TABLE_METRICS if k in metrics[0]]
-        item = {**{k: metrics[0][k] for k in first}, **metrics[0]}
-        if checkpoint is not None:
-            item[CHECKPOINT_PATH_KEY] = checkpoint.path
-        self.channel.put((item, checkpoint if self.with_checkpoint else None))
+        """Hand the report to the trial's thread (waiting while the slot is full)."""
+        self.channel.put((tune_result(metrics[0], checkpoint),
+                          checkpoint if self.with_checkpoint else None))
 
 
 def fit_reporting_to_tune(build: Callable[[list], Any], with_checkpoints: bool) -> Any:
     """``build(callbacks)`` -> a trainer; fit it, relaying its reports to Tune.
+
+    A Train run that has nothing left to train (it reached its end, and was
+    interrupted before Tune received its last report) reports nothing when
+    the trial runs again: its last checkpoint's result is relayed then, or
+    the trial would end on the report before it.
 
     Returns the trainer's Result; re-raises its error in the trial.
     """
@@ -49,6 +56,7 @@ def fit_reporting_to_tune(build: Callable[[list], Any], with_checkpoints: bool) 
     channel = Queue(maxsize=1, actor_options={"num_cpus": 0})
     trainer = build([TuneReportCheckpointCallback(channel, with_checkpoints)])
     fit = BackgroundFit(trainer)
+    relayed = 0
     while True:
         try:
             metrics, checkpoint = channel.get(timeout=1.0)
@@ -57,7 +65,12 @@ def fit_reporting_to_tune(build: Callable[[list], Any], with_checkpoints: bool) 
                 break
             continue
         tune.report(metrics, checkpoint=checkpoint)
-    return fit.result()
+        relayed += 1
+    result = fit.result()
+    if not relayed and result.metrics:
+        tune.report(tune_result(result.metrics, result.checkpoint),
+                    checkpoint=result.checkpoint if with_checkpoints else None)
+    return result
 
 
 def checkpoint_run_suffix(checkpoint: Optional[Any]) -> str:

@@ -82,14 +82,17 @@ def run_check(args: argparse.Namespace) -> int:
     ann_file = Path(args.ann_file) if Path(args.ann_file).is_absolute() else root / args.ann_file
     print(f"checking {ann_file}" + ("" if args.quick else " (decoding every image)"),
           flush=True)
-    classes = None
+    classes, by_name = None, False
     if args.config:
         from brefine.configs import load_config
+        from brefine.data.categories import maps_by_name
 
         cfg = load_config(args.config)
         classes = tuple(cfg.train_dataloader.dataset.get("metainfo", {}).get("classes") or
                         cfg.get("metainfo", {}).get("classes") or ()) or None
+        by_name = maps_by_name(cfg.train_dataloader.dataset)
     report = check_dataset(ann_file, root / args.img_prefix, full=not args.quick,
-                           log=lambda line: print(line, flush=True), classes=classes)
+                           log=lambda line: print(line, flush=True), classes=classes,
+                           by_name=by_name)
     print(report.format(max_problems=args.max_problems))
     return 0 if report.ok else 1

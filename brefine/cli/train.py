@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from brefine.driver.options import options_from_args
     from brefine.driver.ray_cluster import is_local
     from brefine.driver.train import TrainingFailed, train
+    from brefine.tracking.registry import serving_commands
     from brefine.tracking.runs import mlflow_ui_hint
 
     options, cfg = options_from_args(args, args.config, log_to_file=is_local())
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if outcome.checkpoint_uri:
         print(f"last checkpoint: {outcome.checkpoint_uri}")
     if outcome.model_uri:
-        print(f"registered as {outcome.model_uri}")
+        print(f"registered as {outcome.model_uri}; serve it and run it on images with:")
+        print("\n".join(f"  {command}" for command in
+                        serving_commands(outcome.model_uri, options.tracking_uri)))
     print("final metrics:", {k: round(v, 4) for k, v in outcome.metrics.items() if "/" in k})
     print(f"MLflow: {mlflow_ui_hint(options.tracking_uri, options.experiment)}")
     return 0

@@ -298,12 +298,15 @@ def _summary(images: list[dict], anns: list[dict], cats: list[dict],
         boundary_sampled=stats.sampled)
 
 
-def _check_classes(cats: list[dict], classes: Sequence[str], report: CheckReport) -> None:
+def _check_classes(cats: list[dict], classes: Sequence[str], by_name: bool,
+                   report: CheckReport) -> None:
     """The json's categories against the config's classes, by name.
 
-    MMDetection maps categories to class indices in the json's order, so a
-    json that lists the config's classes in another order trains, evaluates
-    and names every prediction wrongly, silently.
+    ``by_name``: the config's dataset maps categories to classes by name
+    (:mod:`brefine.data.categories`). Other datasets (MMDetection's own) map
+    them by the json's order, so a json that lists the config's classes in
+    another order would train, evaluate and name every prediction wrongly,
+    silently: refused.
     """
     names = [str(c.get("name")) for c in cats]
     where = "categories"
@@ -321,22 +324,25 @@ def _check_classes(cats: list[dict], classes: Sequence[str], report: CheckReport
                      "drop its annotations and category, or add the class to the config "
                      "(metainfo.classes and the heads' num_classes)")
     shared = [n for n in names if n in classes]
-    if not extra and len(set(names)) == len(names) and shared != list(classes)[:len(shared)]:
+    if not by_name and not extra and len(set(names)) == len(names) and \
+            shared != list(classes)[:len(shared)]:
         report.error(where, f"the json lists the classes in another order ({shared}) than the "
-                            f"config ({list(classes)}); MMDetection would map them by position",
-                     "list the json's categories in the config's order")
+                            f"config ({list(classes)}); this dataset type maps them by position",
+                     "list the json's categories in the config's order (a COCO-format "
+                     "dataset may instead use the type CocoByNameDataset, which maps by name)")
 
 
 def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True,
                   log: Optional[Callable[[str], None]] = None,
-                  classes: Optional[Sequence[str]] = None) -> CheckReport:
+                  classes: Optional[Sequence[str]] = None, by_name: bool = False) -> CheckReport:
     """Check one COCO-format annotation file and the images it lists.
 
     ``full`` decodes every image in full and every mask; without it, files
     must exist and image headers decode. Either way a split with no usable
     (non-crowd) annotation is an error: training on it cannot work.
     ``classes``: the config's, which the json's categories must name, once
-    each, in the same order.
+    each; in the same order unless ``by_name`` (the config's dataset maps
+    categories to classes by name, :func:`brefine.data.categories.maps_by_name`).
 
     Returns:
         The report: its problems (errors and warnings) and, when the file
@@ -350,7 +356,7 @@ def check_dataset(ann_file: str | Path, image_dir: str | Path, full: bool = True
     for items, what in ((images, "image"), (anns, "annotation"), (cats, "category")):
         _duplicates(items, what, report)
     if classes is not None:
-        _check_classes(cats, classes, report)
+        _check_classes(cats, classes, by_name, report)
     image_by_id = {img.get("id"): img for img in images}
     cat_names = {c.get("id"): c.get("name", str(c.get("id"))) for c in cats}
     _check_images(images, Path(image_dir), full, report, log)
@@ -375,9 +381,12 @@ def preflight(cfg, full: bool = False,
     Raises:
         DatasetCheckError: listing every problem, when a report has errors.
     """
+    from .categories import maps_by_name
+
     reports = []
     for section in sections:
         dataset = cfg[section]["dataset"]
+        by_name = maps_by_name(dataset)
         while "dataset" in dataset:  # RepeatDataset / ClassBalancedDataset wrappers
             dataset = dataset["dataset"]
         root = Path(dataset.get("data_root") or "")
@@ -385,7 +394,8 @@ def preflight(cfg, full: bool = False,
         image_dir = root / dataset.get("data_prefix", {}).get("img", "")
         classes = (dataset.get("metainfo") or cfg.get("metainfo") or {}).get("classes")
         reports.append(check_dataset(ann_file, image_dir, full=full,
-                                     classes=None if classes is None else tuple(classes)))
+                                     classes=None if classes is None else tuple(classes),
+                                     by_name=by_name))
     failed = [r for r in reports if not r.ok]
     if failed:
         raise DatasetCheckError("the dataset failed `brefine data check`:\n" +

@@ -25,6 +25,7 @@ from brefine.configs import ConfigError, load_config, parse_overrides, resolve_c
     schedule_overrides
 from brefine.data.check import DatasetCheckError, preflight
 from brefine.data.resolve import resolve_data
+from brefine.tracking.registry import is_model_uri, registered_weights
 from brefine.tracking.runs import (TrackingError, connect, default_artifact_location,
                                    default_tracking_uri, validate_run_name)
 
@@ -36,7 +37,7 @@ AMP_OVERRIDES = {"optim_wrapper": dict(type="AmpOptimWrapper", loss_scale="dynam
 
 # datasets whose annotation files `brefine data check` understands (LVIS json
 # names images by URL and is checked by the lvis package when it loads)
-COCO_FORMAT_DATASETS = ("CocoDataset", "CityscapesDataset")
+COCO_FORMAT_DATASETS = ("CocoDataset", "CocoByNameDataset", "CityscapesDataset")
 
 # what bad input raises; a command prints it as one line and exits 2
 INPUT_ERRORS: tuple[type[Exception], ...] = (ConfigError, TrackingError, DatasetCheckError,
@@ -202,6 +203,7 @@ def prepare(config: str, overrides: Optional[dict] = None, data_root: Optional[s
         ConfigError: a bad config, override, option or work dir.
         DatasetCheckError: the data fails ``brefine data check --quick``.
         TrackingError: MLflow unreachable, or a bad run name.
+        CheckpointError: ``load_from=models:/...`` names no registered model of the store.
     """
     config = str(resolve_config_path(config))
     overrides = dict(overrides or {})
@@ -215,6 +217,9 @@ def prepare(config: str, overrides: Optional[dict] = None, data_root: Optional[s
     except OSError as err:
         raise ConfigError(f"--work-dir {work_dir} cannot be created ({err.strerror})") from None
     tracking_uri = mlflow_uri or default_tracking_uri(work_dir)
+    if is_model_uri(overrides.get("load_from")):  # fine-tuning a registered model
+        overrides["load_from"] = cfg.load_from = registered_weights(overrides["load_from"],
+                                                                    tracking_uri, work_dir)
     experiment = experiment or cfg.get("dataset_name") or Path(config).stem
     connect(tracking_uri, experiment, default_artifact_location(tracking_uri, work_dir))
     run = RunOptions(config=config, overrides=overrides, data_root=data_root, work_dir=work_dir,

@@ -10,8 +10,15 @@ cannot be confused with any other Ray on the machine:
   joined cluster's address): Ray Train's placement-group cleaner asks the
   State API for "the" cluster and, beside a second instance, found several
   and crashed, leaving the finished run's resources held;
-* the dashboard on 127.0.0.1 (Ray's own token authentication, on by default in
-  Ray 2.60, guards its other ports, which Ray binds on all interfaces);
+* every port of Ray's on loopback: the node's address is 127.0.0.1, as in the
+  local-only Ray of macOS and Windows (:func:`_loopback_node`), so the GCS,
+  the raylet, the workers, the agents, the dashboard and the three Prometheus
+  exporters (dashboard, autoscaler monitor, dashboard agent) answer nobody on
+  the network; Ray's token authentication (on by default) guards them besides.
+  The dashboard's and the monitor's exporters get ports of their own, not
+  Ray's fixed 44227 and 44217, which a second instance could not bind. (The
+  rendezvous store PyTorch opens for a multi-worker run, rank 0's TCPStore,
+  binds all interfaces whatever its address; Ray Train offers no other.)
 * no AWS key in any environment Ray or Tune copies and logs: the keys move to
   a 0600 credentials file (:func:`hide_aws_credentials`);
 * the temp root is mode 0700 and is deleted when the driver ends
@@ -42,7 +49,8 @@ import socket
 import tempfile
 import threading
 import time
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 LOCAL_START_TIMEOUT_S = 600
 CLUSTER_START_TIMEOUT_S = 3600
@@ -72,13 +80,21 @@ def is_local() -> bool:
     return not os.environ.get("RAY_ADDRESS")
 
 
-def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print) -> None:
-    """Join ``$RAY_ADDRESS`` or start an isolated local Ray (no-op when connected)."""
+def start_ray(num_cpus: Optional[int] = None, log: Callable[[str], None] = print,
+              startup_concurrency: Optional[int] = None) -> None:
+    """Join ``$RAY_ADDRESS`` or start an isolated local Ray (no-op when connected).
+
+    ``startup_concurrency``: worker processes a local Ray may start at once
+    (Ray's default is the CPU count). A search starts about 8 processes per
+    trial (trainable, controller, helpers, workers); below that, Ray warns that
+    it started 4x its limit, a warning the user cannot act on. Setting it by
+    environment variable instead crashes this Ray's raylet at start.
+    """
     import ray
 
     if ray.is_initialized():
         return
-    _init_ray(num_cpus, log)
+    _init_ray(num_cpus, log, startup_concurrency)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
@@ -143,7 +159,43 @@ def _remove_local_temp_dir() -> None:
     _local_temp_dir = None
 
 
-def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
+# Ray's switch for the local-only Ray it starts on macOS and Windows, where the
+# node's address is 127.0.0.1 and every server binds loopback only
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextmanager
+def _loopback_node(environ: dict[str, str]) -> Iterator[None]:
+    """A local Ray started inside this block has the address 127.0.0.1: all its ports on loopback.
+
+    ``environ`` (and ``$RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is set for the
+    block, so the processes ``ray.init`` starts inherit it; both are restored
+    after. ``ray.init`` replaces a node address of 127.0.0.1 by the machine's
+    own unless Ray clusters are off, a flag Ray reads once, on import, hence
+    set on its module here. With the node on 127.0.0.1, Ray 2.60 binds its gRPC
+    servers (GCS, raylet, workers, object manager), its agents and its
+    Prometheus exporters to loopback rather than to 0.0.0.0.
+    """
+    from ray._private import ray_constants
+
+    environ = {**environ, SINGLE_MACHINE_ENV: "0"}
+    saved = {name: os.environ.get(name) for name in environ}
+    clusters = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(environ)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clusters
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _init_ray(num_cpus: Optional[int], log: Callable[[str], None],
+              startup_concurrency: Optional[int] = None) -> None:
     import ray
 
     global _local_temp_dir
@@ -169,19 +221,17 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
     log(f"Ray: starting a local instance ({num_cpus or os.cpu_count()} CPUs, dashboard "
         f"http://127.0.0.1:{dashboard_port}, logs in {temp_dir}); this takes up to a minute")
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
-    saved = os.environ.get("RAY_GCS_SERVER_PORT")
-    os.environ["RAY_GCS_SERVER_PORT"] = str(gcs_port)  # read by the head node at start
-    try:
+    # read by the head's processes as they start, which inherit this environment
+    ports = {"RAY_GCS_SERVER_PORT": gcs_port, "DASHBOARD_METRIC_PORT": _free_port(),
+             "AUTOSCALER_METRIC_PORT": _free_port()}
+    with _loopback_node({name: str(port) for name, port in ports.items()}):
         ray.init(num_cpus=num_cpus, _temp_dir=os.path.join(temp_dir, "ray"),
                  include_dashboard=True,
                  dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
                  runtime_env={"env_vars": env}, log_to_driver=False,
-                 logging_level=logging.WARNING)
-    finally:
-        if saved is None:
-            os.environ.pop("RAY_GCS_SERVER_PORT", None)
-        else:
-            os.environ["RAY_GCS_SERVER_PORT"] = saved
+                 logging_level=logging.WARNING,
+                 _system_config=({"worker_maximum_startup_concurrency": startup_concurrency}
+                                 if startup_concurrency else None))
     _local_temp_dir = temp_dir
     atexit.register(_remove_local_temp_dir)
 
@@ -189,9 +239,10 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None]) -> None:
 class ResourceWaitWatcher:
     """Prints, once per placement group, that a run is waiting for resources.
 
-    A placement group still pending after ``grace_s`` seconds means workers
-    that cannot be placed yet: resources held by other trials or runs, or a
-    request larger than the cluster.
+    A placement group still pending after ``grace_s`` seconds (or a third of
+    the start timeout, when that is shorter: the message must come before the
+    failure) means workers that cannot be placed yet: resources held by other
+    trials or runs, or a request larger than the cluster.
     """
 
     def __init__(self, grace_s: float = 30.0, poll_s: float = 5.0,
@@ -214,6 +265,7 @@ class ResourceWaitWatcher:
 
         timeout = os.environ.get(START_TIMEOUT_ENV, str(
             LOCAL_START_TIMEOUT_S if is_local() else CLUSTER_START_TIMEOUT_S))
+        grace_s = min(self.grace_s, float(timeout) / 3)
         while not self._stop.wait(self.poll_s):
             try:
                 table = ray.util.placement_group_table()
@@ -225,7 +277,7 @@ class ResourceWaitWatcher:
                 if pg.get("state") != "PENDING":
                     continue
                 first = self._seen.setdefault(pg_id, now)
-                if first and now - first >= self.grace_s:
+                if first and now - first >= grace_s:
                     self._seen[pg_id] = 0.0  # reported
                     needs = [{k: v for k, v in bundle.items() if not k.startswith("bundle_group")}
                              for bundle in pg.get("bundles", {}).values()]

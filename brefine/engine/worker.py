@@ -23,15 +23,14 @@ in the trainer's configs (:mod:`brefine.driver.trainer`), not here.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from brefine.checkpoints import install_safe_loader, restore_intact, run_checkpoints
 from brefine.configs import COCO_METRICS, HYPERPARAMETERS, find_evaluator, load_config
 from brefine.data.remote import localize_data_root
 
-from brefine.checkpoints import CHECKPOINT_FILE, install_safe_loader
 from .ddp import DeviceAwareDDP
 from .divergence import DivergenceGuardHook
 from .hooks import MLflowTrackingHook, RayTrainReportHook
@@ -56,23 +55,33 @@ def _log_to_file(path: Path) -> None:
     os.close(fd)
 
 
-def _restore(work_dir: Path, resume_from: Any = None) -> Optional[Path]:
+def _restore(work_dir: Path, resume_from: Any = None, trust: bool = False) -> Optional[Path]:
     """The checkpoint to start from, copied locally, or None.
 
     Ray's own checkpoint of this run (a restarted worker group, or the run
     started again under its name) comes first, then ``resume_from`` (a Tune
-    checkpoint: PBT exploiting another trial).
+    checkpoint: PBT exploiting another trial). Ray's last checkpoint that
+    cannot be read (cut short) gives way to the run's one before it, with a
+    warning in this worker's log (:func:`brefine.checkpoints.restore_intact`).
+
+    Raises:
+        CheckpointError: no candidate can be read, or one holds unsafe types.
     """
     import ray.train
 
-    checkpoint = ray.train.get_checkpoint() or resume_from
-    if checkpoint is None:
+    own = ray.train.get_checkpoint()
+    candidates = run_checkpoints(own) if own is not None else \
+        [resume_from] if resume_from is not None else []
+    if not candidates:
         return None
-    target = work_dir / "restored"
-    target.mkdir(parents=True, exist_ok=True)
-    with checkpoint.as_directory() as src:
-        shutil.copy2(Path(src) / CHECKPOINT_FILE, target / CHECKPOINT_FILE)
-    return target / CHECKPOINT_FILE
+    return restore_intact(candidates, work_dir / "restored", trust, warn=_to_stderr)
+
+
+def _to_stderr(line: str) -> None:
+    """``line`` into this worker's log once: Ray Train's print, patched in its
+    workers, writes a line to a redirected stderr and to its logger both."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _tracking_hook(config: dict[str, Any], cfg) -> MLflowTrackingHook:
@@ -120,14 +129,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if coco is not None:  # the last validation's detections stay for the per-class table
         coco["outfile_prefix"] = str(work_dir / "detections")
 
-    restored = _restore(work_dir, config.get("resume_from"))
+    restored = _restore(work_dir, config.get("resume_from"), config.get("trust_checkpoints", False))
     if restored is not None:
         cfg.load_from = str(restored)
         cfg.resume = True
 
     runner = Runner.from_cfg(cfg)
-    if rank == 0 and config.get("mlflow"):
-        runner.register_hook(_tracking_hook(config, cfg))
+    tracking = _tracking_hook(config, cfg) if rank == 0 and config.get("mlflow") else None
+    if tracking is not None:
+        runner.register_hook(tracking)
     runner.register_hook(RayTrainReportHook())
     runner.register_hook(DivergenceGuardHook())
     try:
@@ -136,6 +146,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         import traceback
 
         traceback.print_exc()
+        if tracking is not None:  # the curves held back for the first validation
+            try:
+                tracking.release()
+            except Exception as log_err:  # the training's error is the one to raise
+                print(f"could not log the held-back metrics: {log_err}", file=sys.stderr)
         sys.stderr.flush()
         where = f"worker log: {log_path}" if config.get("log_to_file") else \
             f"run directory: {work_dir}"

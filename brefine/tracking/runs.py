@@ -7,6 +7,10 @@
   ``mlflow.parentRunId``); a plain ``brefine train`` is a top-level run.
 * Every run carries the git commit, package versions, host, world size and,
   for trials, the Ray trial id.
+* A training run's metrics are ``train/<loss, λ or lr>``, ``eval/<the
+  evaluator's key>`` (``eval/coco/segm_mAP``, ``eval/boundary_AP``),
+  ``hparam/<name>`` (Population Based Training) and ``system/*``; one prefix
+  each, named by :func:`metric_name`.
 """
 
 from __future__ import annotations
@@ -65,14 +69,16 @@ def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
                             "Start it (see cluster/README.md) or pass another --mlflow-uri") from err
 
 
-# MLflow 3's UI opens an experiment on its GenAI overview unless it is marked
-# as model development
+# Marks the experiment as model development for the MLflow UIs and tools that go
+# by it. The installed UI (3.17) does not: it opens an experiment on the view of
+# its own GenAI / machine-learning switch, which the link of mlflow_ui_hint sets.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def connect(tracking_uri: str, experiment: str, artifact_location: str | None = None,
             client: Any = None) -> tuple[MlflowClient, str]:
-    """Client and experiment id (created if missing); fails fast if unreachable.
+    """Client and experiment id (created if missing, marked as model development
+    by :data:`EXPERIMENT_KIND`); fails fast if unreachable.
 
     ``client``: use this one (e.g. a :class:`~brefine.tracking.relay.RelayedMlflowClient`)
     instead of opening the URI from this process. Creating a local SQLite
@@ -92,10 +98,13 @@ def connect(tracking_uri: str, experiment: str, artifact_location: str | None = 
             client = MlflowClient(tracking_uri=tracking_uri)
         with _store_lock(tracking_uri):
             found = client.get_experiment_by_name(experiment)
-            if found is not None:
-                return client, found.experiment_id
-            return client, client.create_experiment(experiment, artifact_location=artifact_location,
-                                                    tags=EXPERIMENT_KIND)
+            if found is None:
+                return client, client.create_experiment(
+                    experiment, artifact_location=artifact_location, tags=EXPERIMENT_KIND)
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in found.tags:  # made before the platform marked its experiments
+                    client.set_experiment_tag(found.experiment_id, key, value)
+            return client, found.experiment_id
     except TrackingError:
         raise
     except Exception as err:  # mlflow raises many kinds for a bad URI or a dead server
@@ -189,12 +198,40 @@ def open_run(client: Any, experiment_id: str, name: str, parent_id: str | None =
     return run.info.run_id, False
 
 
+def training_view_url(ui_url: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs, on the model-training view.
+
+    MLflow 3's UI keeps a GenAI / machine-learning switch in the browser, GenAI
+    until a user flips it, and opens every experiment on that switch's view
+    (GenAI: traces), whatever the experiment's tags say; the link sets it
+    with the UI's own query parameter.
+    """
+    return (f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+            "?workflowType=machine_learning")
+
+
+def _experiment_id(tracking_uri: str, experiment: str) -> str | None:
+    """The id of ``experiment``, or None if it cannot be read now."""
+    try:
+        check_reachable(tracking_uri, timeout=2.0)
+        found = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment)
+    except Exception:  # a hint: the name alone will do
+        return None
+    return found.experiment_id if found is not None else None
+
+
 def mlflow_ui_hint(tracking_uri: str, experiment: str) -> str:
-    """How to open the runs of ``experiment`` in the MLflow UI."""
-    if tracking_uri.startswith("sqlite:///"):
-        return (f"mlflow ui --backend-store-uri {tracking_uri}  "
-                f"(then open http://127.0.0.1:5000, experiment '{experiment}')")
-    return f"open {tracking_uri}, experiment '{experiment}'"
+    """How to open the runs of ``experiment`` in the MLflow UI: a link to its
+    model-training view (:func:`training_view_url`), or its name when its id
+    cannot be read."""
+    local = not tracking_uri.startswith(("http://", "https://"))  # a store `mlflow ui` serves
+    ui_url = "http://127.0.0.1:5000" if local else tracking_uri
+    experiment_id = _experiment_id(tracking_uri, experiment)
+    where = training_view_url(ui_url, experiment_id) if experiment_id is not None else \
+        f"{ui_url}, experiment '{experiment}'"
+    if local:
+        return f"mlflow ui --backend-store-uri {tracking_uri}  (then open {where})"
+    return f"open {where}"
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -234,18 +271,23 @@ def environment_tags(world_size: int | None = None) -> dict[str, str]:
     return tags
 
 
-def metric_entities(metrics: Mapping[str, float], step: int, prefix: str = "") -> list:
-    """MLflow ``Metric`` entities of ``metrics`` at ``step``, now, named as MLflow allows.
+def metric_name(key: str) -> str:
+    """``key`` as MLflow allows in a metric or tag name.
 
-    MMEngine keys such as ``coco/segm_mAP@...`` hold characters MLflow refuses
-    in a metric name: every metric the platform logs is named here.
+    MMEngine keys such as ``coco/segm_mAP@...`` hold characters MLflow refuses:
+    every metric the platform logs, and every tag about one, is named here.
     """
+    return key.replace("@", "_at_")
+
+
+def metric_entities(metrics: Mapping[str, float], step: int, prefix: str = "") -> list:
+    """MLflow ``Metric`` entities of ``metrics`` at ``step``, now, named by :func:`metric_name`."""
     import time
 
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric(f"{prefix}{key}".replace("@", "_at_"), float(value), now, step)
+    return [Metric(metric_name(f"{prefix}{key}"), float(value), now, step)
             for key, value in metrics.items()]
 
 

@@ -1,6 +1,10 @@
 # COCO 2017 instances. data_root: $COCO_ROOT, or `--data-root` / `--set
 # data_root=...` on the command line (brefine.configs.apply_data_root).
-dataset_type = 'CocoDataset'
+# CocoDataset that maps the json's categories to the classes by name, not by
+# the json's order; the hook gives the COCO metrics the same mapping
+# (brefine.data.categories, imported by the model bases' custom_imports)
+dataset_type = 'CocoByNameDataset'
+custom_hooks = [dict(type='MetricCategoriesHook')]
 # MLflow experiment of runs on this dataset
 dataset_name = 'coco'
 data_root = '{{$COCO_ROOT:data/coco/}}'

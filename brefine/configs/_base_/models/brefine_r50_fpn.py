@@ -4,7 +4,8 @@
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
 custom_imports = dict(
-    imports=['brefine.models', 'brefine.evaluation'], allow_failed_imports=False)
+    imports=['brefine.models', 'brefine.evaluation', 'brefine.data.categories'],
+    allow_failed_imports=False)
 
 # The paper's hyperparameters, one key each; the search space and the CLI
 # use the same names (brefine.configs.apply_hyperparameters writes them into

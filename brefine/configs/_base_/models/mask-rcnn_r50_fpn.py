@@ -3,8 +3,10 @@
 # error that names the key, see brefine.configs.apply_hyperparameters).
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
-# Boundary AP, evaluated beside COCO AP in every dataset config
-custom_imports = dict(imports=['brefine.evaluation'], allow_failed_imports=False)
+# Boundary AP, evaluated beside COCO AP in every dataset config; the COCO
+# dataset and hook that map categories to classes by name
+custom_imports = dict(imports=['brefine.evaluation', 'brefine.data.categories'],
+                      allow_failed_imports=False)
 
 num_stages = None
 boundary_lambda = None
