@@ -18,15 +18,11 @@ demo: setup
 search: setup
 	$(PY) benchmarks/search.py $(SEARCH_ARGS)
 
-# two tests at once: on 2 cores most end-to-end time is processes starting and
-# waiting on each other (TEST_JOBS=1 runs them one by one)
-TEST_JOBS ?= 2
-
 test: setup
-	$(PY) -m pytest -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # speed and memory tables (tens of minutes on 2 cores); accuracy: see README
 bench: setup

@@ -1,12 +1,6 @@
-"""Shared fixtures, and the order tests start in."""
+"""Shared fixtures."""
 
 import pytest
-
-
-def pytest_collection_modifyitems(config, items):
-    """End-to-end tests first: `make test` runs two tests at once (pytest-xdist), and
-    starting the long ones early keeps one worker from ending with them alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ line per trial event instead.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 from typing import Any, Callable
 
@@ -27,20 +25,6 @@ TRIAL_DRIVER_RESOURCES = {"cpu": 0, "memory": 1 << 30}
 # configuration even at verbosity 0; the legacy one prints nothing at 0
 LEGACY_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
 QUIET = 0  # RunConfig(verbose=...)
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def trainable(search: Any) -> Any:
@@ -70,7 +54,7 @@ def fit_experiment(path: str, trainable: Any, param_space: dict, build: Callable
     """
     from ray import tune as ray_tune
 
-    from brefine.driver.ray_cluster import ResourceWaitWatcher
+    from brefine.driver.ray_cluster import ResourceWaitWatcher, environment
 
     if restore != "never" and ray_tune.Tuner.can_restore(path):
         tuner = ray_tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
@@ -80,7 +64,7 @@ def fit_experiment(path: str, trainable: Any, param_space: dict, build: Callable
     else:
         tuner = build()
     handler = signal.getsignal(signal.SIGINT)
-    with ResourceWaitWatcher(), _environment(LEGACY_OUTPUT):
+    with ResourceWaitWatcher(), environment(LEGACY_OUTPUT):
         results = tuner.fit()
     # Tune answers Ctrl-C itself: it saves the experiment, stops the trials
     # and returns as if done. Its handler replaces ours for the run and puts

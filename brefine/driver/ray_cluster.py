@@ -178,15 +178,23 @@ def _loopback_node(environ: dict[str, str]) -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    environ = {**environ, SINGLE_MACHINE_ENV: "0"}
-    saved = {name: os.environ.get(name) for name in environ}
     clusters = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ.update(environ)
     ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with environment({**environ, SINGLE_MACHINE_ENV: "0"}):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = clusters
+
+
+@contextmanager
+def environment(values: dict[str, str]):
+    """``os.environ`` updated with ``values`` for the block, then restored as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = clusters
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
