@@ -51,6 +51,7 @@ def head(tmp_path):
     started = time.time()
     subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={free_port()}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    f"--dashboard-agent-listen-port={free_port()}",
                     "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=300)
     yield f"http://127.0.0.1:{dashboard}", time.time() - started
@@ -171,7 +172,7 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                 [sys.executable, str(ROOT / "tune" / "search.py"), "--data-root", uri,
                  "--work-dir", str(work), "--name", "lost-trial", "--num-samples", "1",
                  "--stages", "1", "--num-workers", "2", "--cpus-per-worker", "1",
-                 "--max-failures", "1", "--max-iters", "12", "--set", "train_cfg.val_interval=4"],
+                 "--max-failures", "1", "--max-iters", "20", "--set", "train_cfg.val_interval=4"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             trial_storage = work / "ray_results"
             wait_until(lambda: list(trial_storage.glob(
