@@ -70,10 +70,7 @@ def search_figure(table, metric: str, ranges: dict[str, Sequence], path: Path) -
         ax.set_xlabel(f"{key} ({hyper.paper})")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    fig.suptitle("search: best validation AP per trial")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, "search: best validation AP per trial", path)
     return True
 
 
@@ -103,10 +100,7 @@ def pareto_figure(table, metric: str, path: Path) -> bool:
         ax.set_ylabel(metric if column.startswith("best_") else "boundary AP")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("accuracy against cost (trials at the full schedule)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, "accuracy against cost (trials at the full schedule)", path)
     return True
 
 
@@ -134,9 +128,14 @@ def intervals_figure(decision: Decision, metric: str, path: Path) -> bool:
                       [row[0].name for row in reversed(decision.rows)], fontsize=8)
         ax.set_xlabel(f"{label}: mean and {decision.level:.0%} interval ({decision.seeds}+ seeds)")
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle(f"winner: {decision.winner}" if decision.winner else
-                 f"no winner at {decision.seeds} seeds (Welch t, {decision.level:.0%})")
+    _save(plt, fig, f"winner: {decision.winner}" if decision.winner else
+                 f"no winner at {decision.seeds} seeds (Welch t, {decision.level:.0%})", path)
+    return True
+
+
+def _save(plt, fig, title: str, path: Path) -> None:
+    """Title, lay out, write at 100 dpi and close ``fig``."""
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
