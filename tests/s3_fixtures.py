@@ -6,7 +6,6 @@ configured the standard way: ``AWS_ENDPOINT_URL`` and the AWS key variables.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -32,23 +31,19 @@ def local_s3(bucket: str):
     import boto3
     from moto.server import ThreadedMotoServer
 
+    from brefine.driver.ray_cluster import environment
+
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(AWS_ACCESS_KEY_ID="brefine-test-key", AWS_SECRET_ACCESS_KEY=SECRET_KEY,
                AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        boto3.client("s3").create_bucket(Bucket=bucket)
-        yield endpoint
+        with environment(env):
+            boto3.client("s3").create_bucket(Bucket=bucket)
+            yield endpoint
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stop()
 
 
