@@ -396,7 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     from brefine.driver.options import prepare
     from brefine.driver.ray_cluster import start_ray, stop_ray
     from brefine.driver.trainer import build_trainer, describe_failure
-    from brefine.tracking.runs import environment_tags, metric_entities, open_run
+    from brefine.tracking.runs import (
+        absent_tags,
+        environment_tags,
+        metric_entities,
+        open_run,
+        split_available,
+    )
 
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -476,9 +482,11 @@ def main(argv: list[str] | None = None) -> int:
             client.set_terminated(run_id, "FAILED")
             raise RuntimeError(f"{run_name}: evaluation on the test split failed: "
                                f"{type(err).__name__}: {err}") from None
-        client.log_batch(run_id, metrics=metric_entities(
-            {k: v for k, v in tested.items() if math.isfinite(v)},
-            step=int(metrics.get("iteration", 0)), prefix="test/"))
+        step = int(metrics.get("iteration", 0))
+        measured, absent = split_available({k: v for k, v in tested.items()
+                                            if math.isfinite(v)})
+        client.log_batch(run_id, metrics=metric_entities(measured, step, prefix="test/"),
+                         tags=absent_tags([f"test/{k}" for k in absent], step))
         curve = learning_curve(client, run_id)
         client.set_terminated(run_id, "FINISHED")
         with lock:

@@ -143,12 +143,14 @@ def restore_intact(candidates: Sequence[Any], target: Path, trust: bool = False,
     """
     target.mkdir(parents=True, exist_ok=True)
     local = target / CHECKPOINT_FILE
+    partial = target / f".{CHECKPOINT_FILE}.partial"
     unreadable = []
     for checkpoint in candidates:
         try:
             with checkpoint.as_directory() as folder:
-                shutil.copy2(Path(folder) / CHECKPOINT_FILE, local)
-            load_checkpoint_file(local, trust=trusts(trust))
+                shutil.copy2(Path(folder) / CHECKPOINT_FILE, partial)
+            load_checkpoint_file(partial, trust=trusts(trust))
+            partial.replace(local)  # a reader of ``local`` never sees half a file
             return local
         except OSError as err:  # the folder lacks the file, or cannot be downloaded
             problem = f"cannot be fetched ({type(err).__name__}: {err})"

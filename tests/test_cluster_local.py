@@ -90,15 +90,25 @@ def train_args(data_root, work, name, *extra):
             "--cpus-per-worker", "1", "--set", "num_stages=1", *extra]
 
 
-def wait_until(condition, proc, timeout):
-    """Poll ``condition`` while ``proc`` runs; on timeout or exit, fail with its output."""
+def wait_until(condition, proc, timeout, work=None):
+    """Poll ``condition`` while ``proc`` runs; on timeout or exit, fail with its output
+    and the tails of the worker logs under ``work``."""
     deadline = time.time() + timeout
     while not condition():
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
             out, _ = proc.communicate()
-            raise AssertionError(f"exit {proc.returncode} while waiting:\n{out[-4000:]}")
+            raise AssertionError(f"exit {proc.returncode} while waiting:\n"
+                                 f"{failure_report(out, work)}")
         time.sleep(0.5)
+
+
+def failure_report(output, work=None):
+    """The driver's output without Raylet state dumps, then each worker log's tail."""
+    kept = "\n".join(line for line in output.splitlines() if "[state-dump]" not in line)
+    logs = sorted(Path(work).glob("*/worker-rank*.log")) if work else []
+    return "\n".join([kept[-3000:]] + [f"--- {log}:\n{log.read_text(errors='replace')[-1500:]}"
+                                        for log in logs])
 
 
 def mlflow_run(work, name):
@@ -150,15 +160,15 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                            "--set", "train_cfg.val_interval=4"),
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             snapshot = work / "ray_results" / "lost-node" / "checkpoint_manager_snapshot.json"
-            wait_until(snapshot.is_file, lost, 600)
+            wait_until(snapshot.is_file, lost, 600, work)
             removed = time.time()
             cluster.remove_node(nodes[1], allow_graceful=False)
             cluster.add_node(num_cpus=1, env_vars={"BREFINE_S3_CACHE": str(caches[2])})
             wait_until(lambda: "restarted_at_iteration" in mlflow_run(work, "lost-node").data.tags,
-                       lost, 600)
+                       lost, 600, work)
             recovered = time.time() - removed
             out, _ = lost.communicate(timeout=900)
-            assert lost.returncode == 0, out[-4000:]
+            assert lost.returncode == 0, failure_report(out, work)
             found = mlflow_run(work, "lost-node")
             assert found.info.status == "FINISHED"
             assert 4 <= int(found.data.tags["restarted_at_iteration"]) < 12
@@ -176,12 +186,12 @@ def test_ddp_across_nodes_per_node_s3_mirrors_relay_and_a_lost_node(tiny_data, t
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             trial_storage = work / "ray_results"
             wait_until(lambda: list(trial_storage.glob(
-                "lost-trial-train-*/checkpoint_manager_snapshot.json")), search, 600)
+                "lost-trial-train-*/checkpoint_manager_snapshot.json")), search, 600, work)
             alive = [n for n in cluster.worker_nodes]
             cluster.remove_node(alive[0], allow_graceful=False)
             cluster.add_node(num_cpus=1, env_vars={"BREFINE_S3_CACHE": str(caches[2])})
             out, _ = search.communicate(timeout=900)
-            assert search.returncode == 0, out[-4000:]
+            assert search.returncode == 0, failure_report(out, work)
             client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
             experiment = client.get_experiment_by_name("synthetic")
             trials = [r for r in client.search_runs([experiment.experiment_id])

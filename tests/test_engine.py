@@ -112,7 +112,14 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_
     storage = tmp_path / "ray"
     trainer = build_trainer(spec, worker_config(spec))
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(result=trainer.fit()))
+
+    def fit():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # shown by the assertion below, not lost in the thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit)
     thread.start()
     # kill once Ray has registered a checkpoint (the controller's snapshot names it)
     snapshot = storage / "resilient" / "checkpoint_manager_snapshot.json"
@@ -123,6 +130,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, tiny_data, tmp_
     assert pids, "no Ray Train worker process found to kill"
     os.kill(pids[0], signal.SIGKILL)
     thread.join(timeout=900)
+    assert "result" in outcome, f"fit did not return: {outcome.get('error')!r}"
     result = outcome["result"]
     assert result.error is None
     assert result.metrics["iteration"] == 8

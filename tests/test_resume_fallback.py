@@ -98,8 +98,11 @@ def test_the_worker_restores_from_rays_checkpoint_of_the_run(run_folder, tmp_pat
 
     run, latest = run_folder
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: latest)
-    restored = _restore(tmp_path / "work", resume_from=None)
+    restored = _restore(tmp_path / "work", 0, resume_from=None)
     assert load_checkpoint_file(restored)["meta"]["iter"] == 2
     assert str(run / NAMES[1] / CHECKPOINT_FILE) in capsys.readouterr().err
+    # ranks sharing a work dir restore side by side: neither rewrites the file the other loads
+    other_rank = _restore(tmp_path / "work", 1, resume_from=None)
+    assert other_rank != restored and load_checkpoint_file(restored)["meta"]["iter"] == 2
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
-    assert _restore(tmp_path / "work", resume_from=None) is None
+    assert _restore(tmp_path / "work", 0, resume_from=None) is None

@@ -170,8 +170,9 @@ def test_asha_search_beside_another_ray_interrupted_resumes_and_records_parent_a
     assert parent.info.status == "FINISHED" and "best.trial_id" in parent.data.tags
     assert parent.data.params["space.num_stages"] == "choice[1, 2]"
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "search")}
-    assert {"search/trials.parquet", "search/summary.md", "search/search.png",
-            "search/best_config.py"} <= parent_artifacts
+    assert {"search/trials.parquet", "search/summary.md", "search/search.png"} <= \
+        parent_artifacts
+    assert "search/best_config.py" not in parent_artifacts  # no confirmation, no decision
 
     children = trial_runs(client)
     assert not any(r.info.status == "RUNNING" for r in children)

@@ -165,7 +165,7 @@ def test_train_from_s3_with_s3_storage_and_mlflow_server(s3, tiny_data, tmp_path
             cwd=Path(__file__).resolve().parents[1])
         assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-5000:]
         search_keys = list_keys(BUCKET, "ray/s3search/")
-        for name in ("trials.parquet", "summary.md", "best_config.py"):
+        for name in ("trials.parquet", "summary.md", "pareto.png"):
             assert f"ray/s3search/{name}" in search_keys, (search_keys, search.stdout[-2500:])
         trials = client.search_runs([experiment.experiment_id],
                                     filter_string="tags.`ray.trial_id` != ''")

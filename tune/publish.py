@@ -6,8 +6,9 @@ hyperparameter), ``pareto.png`` (accuracy against training s/iter); with a
 confirmation stage ``confirmation.parquet``, ``decision.md``,
 ``decision.json`` and ``intervals.png``. ``best_config.py`` and
 ``best.json`` are the winner's, and exist only when a winner was decided;
-a search without a confirmation stage (``--confirm 0``) writes them for its
-best trial, which its summary calls one seed's result, not a decision.
+a search without a confirmation stage (``--confirm 0``) registers its best
+trial's checkpoint without an alias, which its summary calls one seed's
+result, not a decision.
 
 The parent run's tags: ``decided`` (true|false), ``winner`` (its name or
 none), ``best.*`` (the search's best trial, ``best.tie`` when others had
@@ -142,31 +143,21 @@ def decided(outcome: Outcome) -> bool:
     return outcome.decision is not None and outcome.decision.winner is not None
 
 
-def best_values(outcome: Outcome) -> Optional[dict]:
-    """The values best_config.py holds: the winner's; the best trial's without a
-    confirmation stage; None otherwise."""
-    if decided(outcome):
-        row = winner_runs(outcome).iloc[0]
-        return {k: plain(row[k]) for k in HYPERPARAMETERS}
-    if outcome.confirmed is None and outcome.best is not None:
-        return {k: outcome.best[k] for k in HYPERPARAMETERS}
-    return None
+def winner_values(outcome: Outcome) -> dict:
+    """The decided winner's hyperparameters."""
+    row = winner_runs(outcome).iloc[0]
+    return {k: plain(row[k]) for k in HYPERPARAMETERS}
 
 
 def best_files(outcome: Outcome, run: RunOptions, model: Optional[dict]) -> dict[str, bytes]:
-    """``best_config.py`` and ``best.json`` of :func:`best_values` (none when it is None)."""
-    values = best_values(outcome)
-    if values is None:
+    """``best_config.py`` and ``best.json`` of the decided winner; none without one."""
+    if not decided(outcome):
         return {}
-    if decided(outcome):
-        rows = winner_runs(outcome)
-        stats = next(r for r in outcome.decision.rows if r[0].name == outcome.decision.winner)
-        record = dict(decided=True, configuration=outcome.decision.winner, values=values,
-                      seeds=[plain(s) for s in rows["seed"]], metric=outcome.metric,
-                      mean=stats[1].mean, interval=[stats[1].low, stats[1].high], model=model)
-    else:
-        record = dict(decided=False, note="one seed's result, not a decision", **outcome.best,
-                      model=model)
+    values = winner_values(outcome)
+    stats = next(r for r in outcome.decision.rows if r[0].name == outcome.decision.winner)
+    record = dict(decided=True, configuration=outcome.decision.winner, values=values,
+                  seeds=[plain(s) for s in winner_runs(outcome)["seed"]], metric=outcome.metric,
+                  mean=stats[1].mean, interval=[stats[1].low, stats[1].high], model=model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "best_config.py"
         load_config(run.config, {**run.overrides, **values}, run.data_root).dump(str(path))
@@ -234,12 +225,12 @@ def publish(client, parent_id: str, run: RunOptions, outcome: Outcome) -> dict[s
     from brefine.tracking.runs import metric_entities
 
     model = None
-    values = best_values(outcome)
     if decided(outcome):
         model = register(client, parent_id, winner_runs(outcome).iloc[0]["trial_id"], run,
-                         values, CHAMPION)
-    elif values is not None:
-        model = register(client, parent_id, outcome.best["trial_id"], run, values)
+                         winner_values(outcome), CHAMPION)
+    elif outcome.confirmed is None and outcome.best is not None:  # "where is my model"
+        model = register(client, parent_id, outcome.best["trial_id"], run,
+                         {k: outcome.best[k] for k in HYPERPARAMETERS})
     lines = decision_section(outcome, model)
     summary = summary_markdown(outcome.name, outcome.metric, outcome.objective, outcome.table,
                                outcome.best, outcome.noise, lines, outcome.confirmed)

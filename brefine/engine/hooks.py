@@ -12,6 +12,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from brefine.checkpoints import CHECKPOINT_FILE
+from brefine.tracking.runs import split_available
 
 from .divergence import divergence
 
@@ -33,20 +34,6 @@ def numeric_metrics(metrics: Optional[dict]) -> dict[str, float]:
     """The finite numbers of ``metrics`` (what Ray reports and MLflow can chart)."""
     return split_finite(metrics)[0]
 
-
-# COCOeval's value of an AP or AR it cannot measure: no ground truth in its
-# area range (``*_mAP_l`` on data without large objects) or class
-NOT_AVAILABLE = -1.0
-
-
-def split_available(metrics: dict[str, float]) -> tuple[dict[str, float], list[str]]:
-    """(the validation metrics measured, the names of those marked not available).
-
-    Every evaluator of the platform reports APs and ARs, which lie in [0, 1]:
-    a -1 is COCOeval's mark for "nothing to measure", never a value.
-    """
-    absent = [key for key, value in metrics.items() if value == NOT_AVAILABLE]
-    return {k: v for k, v in metrics.items() if k not in absent}, absent
 
 
 def headline_first(metrics: dict[str, float]) -> dict[str, float]:
@@ -321,17 +308,13 @@ class MLflowTrackingHook(Hook):
     def _log_validation(self, runner, metrics: dict) -> None:
         """The validation's metrics, headline first, then whatever the hold kept;
         an AP or AR COCO could not measure becomes the tag ``absent.<name>``."""
-        from mlflow.entities import RunTag
-
-        from brefine.tracking.runs import metric_entities, metric_name
+        from brefine.tracking.runs import absent_tags, metric_entities
 
         measured, absent = split_available(
             self._finite({f"eval/{k}": v for k, v in metrics.items()}, runner))
         self._write(metric_entities(headline_first(measured), runner.iter))
         if absent:
-            self.client.log_batch(self.run_id, tags=[
-                RunTag(f"absent.{metric_name(key)}", "not available: COCO reports -1, no "
-                       f"ground truth in its range (iteration {runner.iter})") for key in absent])
+            self.client.log_batch(self.run_id, tags=absent_tags(absent, runner.iter))
         self.release()
 
     def after_train(self, runner) -> None:

@@ -55,8 +55,12 @@ def _log_to_file(path: Path) -> None:
     os.close(fd)
 
 
-def _restore(work_dir: Path, resume_from: Any = None, trust: bool = False) -> Optional[Path]:
-    """The checkpoint to start from, copied locally, or None.
+def _restore(work_dir: Path, rank: int, resume_from: Any = None,
+             trust: bool = False) -> Optional[Path]:
+    """The checkpoint to start from, copied into this rank's own folder, or None.
+
+    Each rank has its own copy: ranks sharing a work dir (one machine, or a
+    shared file system) would otherwise write the file while another loads it.
 
     Ray's own checkpoint of this run (a restarted worker group, or the run
     started again under its name) comes first, then ``resume_from`` (a Tune
@@ -74,7 +78,8 @@ def _restore(work_dir: Path, resume_from: Any = None, trust: bool = False) -> Op
         [resume_from] if resume_from is not None else []
     if not candidates:
         return None
-    return restore_intact(candidates, work_dir / "restored", trust, warn=_to_stderr)
+    return restore_intact(candidates, work_dir / "restored" / f"rank{rank}", trust,
+                          warn=_to_stderr)
 
 
 def _to_stderr(line: str) -> None:
@@ -129,7 +134,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if coco is not None:  # the last validation's detections stay for the per-class table
         coco["outfile_prefix"] = str(work_dir / "detections")
 
-    restored = _restore(work_dir, config.get("resume_from"), config.get("trust_checkpoints", False))
+    restored = _restore(work_dir, rank, config.get("resume_from"),
+                        config.get("trust_checkpoints", False))
     if restored is not None:
         cfg.load_from = str(restored)
         cfg.resume = True

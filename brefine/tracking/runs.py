@@ -291,6 +291,29 @@ def metric_entities(metrics: Mapping[str, float], step: int, prefix: str = "") -
             for key, value in metrics.items()]
 
 
+# COCOeval's value of an AP or AR it cannot measure: no ground truth in its
+# area range (``*_mAP_l`` on data without large objects) or class
+NOT_AVAILABLE = -1.0
+
+
+def split_available(metrics: Mapping[str, float]) -> tuple[dict[str, float], list[str]]:
+    """(the evaluation metrics measured, the names of those marked not available).
+
+    Every evaluator of the platform reports APs and ARs, which lie in [0, 1]:
+    a -1 is COCOeval's mark for "nothing to measure", never a value to chart.
+    """
+    absent = [key for key, value in metrics.items() if value == NOT_AVAILABLE]
+    return {k: v for k, v in metrics.items() if k not in absent}, absent
+
+
+def absent_tags(keys: list[str], step: int) -> list:
+    """One ``absent.<metric name>`` tag per metric COCO could not measure at ``step``."""
+    from mlflow.entities import RunTag
+
+    return [RunTag(f"absent.{metric_name(key)}", "not available: COCO reports -1, no ground "
+                   f"truth in its range (iteration {step})") for key in keys]
+
+
 def flat_params(params: Mapping[str, Any]) -> dict[str, str]:
     """MLflow params are strings of at most 6000 characters."""
     return {k: str(v)[:6000] for k, v in params.items() if v is not None}
