@@ -101,25 +101,12 @@ def _tracking_hook(config: dict[str, Any], cfg) -> MLflowTrackingHook:
                                                                     False))
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-    from mmengine.runner import Runner
-
-    ctx = ray.train.get_context()
-    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
-    log_path = worker_log_path(config["work_dir"], config["run_name"], rank)
-    if config.get("log_to_file"):
-        _log_to_file(log_path)
-    # MMEngine reads these; Ray's torch backend sets the group up but not all of them.
-    os.environ.setdefault("LOCAL_RANK", str(ctx.get_local_rank()))
-    os.environ.setdefault("RANK", str(rank))
-    os.environ.setdefault("WORLD_SIZE", str(world_size))
-    install_safe_loader(trust=config.get("trust_checkpoints", False))
-
+def _runner_config(config: dict[str, Any], world_size: int, work_dir: Path):
+    """The MMEngine config this worker runs: the run's config and overrides,
+    its data root mirrored locally, DDP, seed, and checkpoints left to Ray."""
     # an s3:// root is mirrored once per node (a file lock serialises local ranks)
     cfg = load_config(config["config"], config.get("overrides"),
                       localize_data_root(config.get("data_root")))
-    work_dir = Path(config["work_dir"]) / config["run_name"]
     cfg.work_dir = str(work_dir)
     cfg.launcher = "pytorch" if world_size > 1 else "none"
     cfg.model_wrapper_cfg = dict(type=DeviceAwareDDP.__name__)  # registered on import above
@@ -133,6 +120,34 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     coco = find_evaluator(cfg, COCO_METRICS)
     if coco is not None:  # the last validation's detections stay for the per-class table
         coco["outfile_prefix"] = str(work_dir / "detections")
+    return cfg
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: an MMEngine Runner that resumes from the run's last
+    readable checkpoint, reports to Ray and (rank 0) logs to MLflow.
+
+    ``config`` is :meth:`brefine.driver.options.RunOptions.worker_config`'s dict.
+
+    Raises:
+        WorkerFailure: training failed; one line naming the rank, the error
+            and the worker log (the traceback is in that log).
+    """
+    import ray.train
+    from mmengine.runner import Runner
+
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    log_path = worker_log_path(config["work_dir"], config["run_name"], rank)
+    if config.get("log_to_file"):
+        _log_to_file(log_path)
+    # MMEngine reads these; Ray's torch backend sets the group up but not all of them.
+    os.environ.setdefault("LOCAL_RANK", str(ctx.get_local_rank()))
+    os.environ.setdefault("RANK", str(rank))
+    os.environ.setdefault("WORLD_SIZE", str(world_size))
+    install_safe_loader(trust=config.get("trust_checkpoints", False))
+    work_dir = Path(config["work_dir"]) / config["run_name"]
+    cfg = _runner_config(config, world_size, work_dir)
 
     restored = _restore(work_dir, rank, config.get("resume_from"),
                         config.get("trust_checkpoints", False))
