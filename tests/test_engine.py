@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from ray_sockets import exposed_sockets
 
 from brefine.driver.options import prepare
 from brefine.driver.ray_cluster import start_ray, stop_ray
@@ -58,9 +59,26 @@ def test_two_workers_train_report_checkpoint_and_track(ray_cluster, tiny_data, t
     spec, cfg = short_run(tiny_data, tmp_path, iters=4, val_interval=2, name="two-workers",
                           num_workers=2)
     trainer = build_trainer(spec, worker_config(spec))
-    result = trainer.fit()
+    exposed, samples, done = {}, [], threading.Event()
+
+    def watch_sockets():
+        while not done.is_set():
+            exposed.update(exposed_sockets())
+            samples.append(time.time())
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch_sockets)
+    watcher.start()
+    try:
+        result = trainer.fit()
+    finally:
+        done.set()
+        watcher.join()
     assert result.error is None
     assert result.metrics["iteration"] == 4
+    # nothing listened beyond loopback while the ranks trained, PyTorch's
+    # process-group store (hosted by rank 0) included
+    assert len(samples) > 10 and not exposed, f"listening beyond loopback: {exposed}"
     assert {"coco/segm_mAP", "coco/bbox_mAP", "boundary_AP", "boundary_AP_s"} <= \
         set(result.metrics)
     with result.checkpoint.as_directory() as ckpt:

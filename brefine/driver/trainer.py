@@ -22,7 +22,9 @@ def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[
     ``name``: the Ray run's name (default ``run.name``; a trial's own).
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.train.torch import TorchTrainer
+
+    from .rendezvous import LoopbackTorchConfig
 
     if run.cpus_per_worker is None:
         raise ValueError("resolve the run's CPUs on the driver (RunOptions.resolved) first")
@@ -33,7 +35,7 @@ def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=train_config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=LoopbackTorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=run.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
