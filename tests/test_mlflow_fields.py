@@ -174,6 +174,25 @@ def test_what_coco_cannot_measure_is_absent_not_minus_one(tracked, monkeypatch):
     assert "coco/segm_mAP_l" not in reports[0] and reports[0]["coco/segm_mAP"] == 0.5
 
 
+def test_a_validation_without_any_detection_reports_coco_ap_zero(tracked, monkeypatch):
+    """MMDetection's COCO metric returns no AP when the model detected nothing;
+    a search's metric must still be in the report (Tune stops a search without it)."""
+    client, run_id, runner, hook = tracked
+    tracking = hook()
+    runner.train(tracking, 2)
+    nothing_detected = {"boundary_AP": 0.0, "boundary_AP_50": 0.0}
+    runner.validate(tracking, nothing_detected)
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["eval/coco/segm_mAP"] == 0.0 and metrics["eval/coco/bbox_mAP"] == 0.0
+    reports = []
+    monkeypatch.setattr("ray.train.report", lambda metrics, checkpoint: reports.append(metrics))
+    runner.save_checkpoint = lambda *args, **kwargs: None
+    RayTrainReportHook().after_val_epoch(runner, dict(nothing_detected))
+    assert reports[0]["coco/segm_mAP"] == 0.0 and reports[0]["coco/bbox_mAP"] == 0.0
+    RayTrainReportHook().after_val_epoch(runner, dict(VALIDATION))  # measured values stay
+    assert reports[1]["coco/segm_mAP"] == 0.5 and reports[1]["coco/bbox_mAP"] == 0.4
+
+
 def test_the_compare_page_opens_on_segm_ap(tracked, monkeypatch):
     client, run_id, runner, hook = tracked
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")

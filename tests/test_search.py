@@ -264,6 +264,26 @@ def test_a_search_whose_trials_all_fail_is_a_failure_naming_the_first_error():
                                      result(RuntimeError("later"))])
 
 
+@pytest.mark.slow
+def test_a_search_whose_every_trial_diverges_ends_failed_with_exit_1(tiny_data, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(SEARCH), "--data-root", tiny_data, "--work-dir", str(tmp_path),
+         "--name", "doomed", "--num-samples", "1", "--stages", "1", "--max-iters", "6",
+         "--set", "optim_wrapper.optimizer.lr=100"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "all 1 trials failed; the first:" in error[0], proc.stderr
+    assert "diverged at iteration" in error[0], error[0]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("synthetic")
+    found = client.search_runs([experiment.experiment_id])
+    parent = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.status for r in parent] == ["FAILED"]
+    assert [r.info.status for r in found if r not in parent] == ["FAILED"]
+    assert client.search_model_versions() == []
+
+
 def test_resume_restores_the_searchs_options_and_refuses_conflicting_ones():
     from brefine.configs import ConfigError
 

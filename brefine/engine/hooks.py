@@ -36,6 +36,25 @@ def numeric_metrics(metrics: Optional[dict]) -> dict[str, float]:
 
 
 
+def with_empty_coco_as_zero(metrics: dict, cfg) -> dict:
+    """``metrics`` with every COCO mAP the validation left out set to 0.0.
+
+    A model that detects nothing (an early validation, a diverging run) gets no
+    COCO AP at all: MMDetection's metric logs that the results are empty and
+    returns none. The AP of no detection on a split with ground truth is 0, and
+    a search whose metric a report lacks is stopped by Tune with a traceback.
+    """
+    from brefine.configs import COCO_METRICS, find_evaluator
+
+    coco = find_evaluator(cfg, COCO_METRICS)
+    if coco is None or not metrics:
+        return dict(metrics or {})
+    kinds = coco.get("metric", "bbox")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    prefix = coco.get("prefix") or "coco"
+    return {**{f"{prefix}/{kind}_mAP": 0.0 for kind in kinds if kind != "proposal"}, **metrics}
+
+
 def headline_first(metrics: dict[str, float]) -> dict[str, float]:
     """``metrics`` with the headline ones (segm, boundary, bbox AP, in that order) first."""
     from brefine.tracking.model_card import HEADLINE_METRICS
@@ -112,7 +131,7 @@ class RayTrainReportHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         import ray.train
 
-        report = split_available(numeric_metrics(metrics))[0]
+        report = split_available(numeric_metrics(with_empty_coco_as_zero(metrics, runner.cfg)))[0]
         report.update(iteration=runner.iter, epoch=runner.epoch)
         if self.train_iters:
             report["train_s_per_iter"] = self.train_seconds / self.train_iters
@@ -302,7 +321,7 @@ class MLflowTrackingHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         from .validation_artifacts import log_validation_artifacts
 
-        self._log_validation(runner, metrics or {})
+        self._log_validation(runner, with_empty_coco_as_zero(metrics or {}, runner.cfg))
         log_validation_artifacts(self.client, self.run_id, runner, self.history)
 
     def _log_validation(self, runner, metrics: dict) -> None:
