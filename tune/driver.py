@@ -72,6 +72,9 @@ def check_counts(args: argparse.Namespace) -> None:
     if args.confirm and args.confirm_seeds < 2:
         raise ConfigError(f"--confirm-seeds must be >= 2 (an interval needs two seeds), got "
                           f"{args.confirm_seeds}")
+    if args.base_iters is not None and (args.base_iters < 1 or not is_embedded(args)):
+        raise ConfigError("--base-iters is for the embedded search (its config on the built-in "
+                          f"data) and must be >= 1, got {args.base_iters}")
     if args.objective == "pareto" and not args.confirm:
         raise ConfigError("--objective pareto chooses the configurations to confirm; use it "
                           "with --confirm K")
@@ -93,8 +96,8 @@ def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]
             raise ConfigError("--search-alg optuna needs optuna: "
                               "pip install 'brefine[optuna]'") from None
     defaults = {}
-    if is_embedded(args) and args.max_iters is None:
-        args.max_iters = EMBEDDED["trial_iters"]
+    if is_embedded(args):
+        args.max_iters = args.max_iters or EMBEDDED["trial_iters"]
         # fine-tuning a trained detector: a short warm-up; and FIFO stops no
         # trial early, so one validation, at the end, is all it needs
         defaults.update(warmup_overrides(load_config(args.config), EMBEDDED["warmup_iters"]))
@@ -127,6 +130,8 @@ def apply_defaults(args: argparse.Namespace) -> None:
     if args.confirm_seeds is None:
         args.confirm_seeds = EMBEDDED["confirm_seeds"] if embedded else 3
     args.scheduler = args.scheduler or (EMBEDDED["scheduler"] if embedded else "asha")
+    if args.base_iters is None and embedded:
+        args.base_iters = EMBEDDED["base_iters"]
 
 
 ARGV_TAG = "brefine.argv"  # the search's command line, which --resume restores
@@ -217,7 +222,7 @@ def start(args: argparse.Namespace, search: RunOptions, cfg: Config) -> RunOptio
         from .warm_start import base_detector
 
         base = base_detector(search.config, {}, search.data_root or str(cfg.data_root),
-                             EMBEDDED["base_iters"])
+                             args.base_iters)
     # each trial: its trainable, Train controller and helpers (7) and its workers
     start_ray(startup_concurrency=args.max_concurrent * (7 + search.num_workers) + 1)
     return replace(search, report_checkpoints=args.scheduler == "pbt", overrides={

@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"config file or shipped config name (default: {EMBEDDED_CONFIG}, the "
                         "embedded search: fine-tunes a cached base detector, see README)")
     add_run_options(p, name_help="search name (default: search-<config>-<time>)")
+    p.add_argument("--base-iters", type=int, default=None, metavar="N",
+                   help="embedded search: iterations of the cached base detector its trials "
+                        "fine-tune (default 300: a first demo within 10 min; make search "
+                        "uses 1200)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="searched trials (default 4)")
     p.add_argument("--repeat-default", type=int, default=None,
