@@ -18,7 +18,9 @@ demo: setup
 search: setup
 	$(PY) benchmarks/search.py $(SEARCH_ARGS)
 
+# the browser test's Chromium (tools/setup_browser.sh): apt-get, as root, once
 test: setup
+	@bash tools/setup_browser.sh
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup

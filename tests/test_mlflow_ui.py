@@ -1,22 +1,28 @@
-"""What a user finds in the MLflow UI, asked the way the UI asks: its REST API on loopback.
+"""What a user finds in the MLflow UI: asked through its REST API, then seen in a real browser.
 
 One `brefine train` and one small search log into a real `brefine
 mlflow-server`; then the REST API must show the model-training view,
 telling run names, descriptions, nested runs, dataset inputs, figures,
 the trial table, and registered models that `brefine eval` and `brefine
-predict` load back from their `models:/` URIs.
+predict` load back from their `models:/` URIs. Headless Chromium then opens
+the pages a user opens (the link `brefine train` prints, a search's run, the
+compare view) and must see what the REST API promised; the screenshots stay
+in the test's folder.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import requests
+from browser import browser_page
 from s3_fixtures import mlflow_server
 
 from brefine.data.synthetic import write_synthetic_dataset
+from brefine.tracking.runs import training_view_url
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -95,8 +101,15 @@ def test_runs_searches_and_models_as_the_ui_shows_them(tmp_path):
         models = api(url, "registered-models/search")["registered_models"]
         versions = [v for m in models for v in m.get("latest_versions", [])]
         assert {m["name"] for m in models} == {"brefine_tiny_synthetic"}
-        assert len(api(url, "model-versions/search",
-                       filter="name='brefine_tiny_synthetic'")["model_versions"]) == 2
+        by_run = {v["run_id"]: v["version"] for v in api(
+            url, "model-versions/search", filter="name='brefine_tiny_synthetic'")["model_versions"]}
+        assert len(by_run) == 2
+        # the search's registered trial model is also the parent's output: its page lists it
+        outputs = api(url, "runs/get", run_id=parent["info"]["run_id"])["run"]["outputs"]
+        assert len(outputs["model_outputs"]) == 1
+
+        seen_in_browser(url, experiment["experiment_id"], train.stdout, single, parent, children,
+                        by_run, tmp_path / "screenshots")
         uri = f"models:/brefine_tiny_synthetic/{max(int(v['version']) for v in versions)}"
         evaluated = subprocess.run(
             [sys.executable, "-m", "brefine.cli", "eval", uri, "--mlflow-uri", url,
@@ -115,3 +128,40 @@ def test_runs_searches_and_models_as_the_ui_shows_them(tmp_path):
         for det in results:
             assert {"image_id", "file_name", "category", "bbox", "score", "segmentation"} <= \
                 set(det)
+
+
+def seen_in_browser(url, experiment_id, train_output, single, parent, children, versions_by_run,
+                    screenshots):
+    """The pages a user opens, in headless Chromium: what point 6 of the MLflow issue promises."""
+    link = training_view_url(url, experiment_id)
+    assert link in train_output  # `brefine train` ends by printing it
+    single_version = versions_by_run[single["info"]["run_id"]]
+    parent_version = next(v for run, v in versions_by_run.items() if run != single["info"]["run_id"])
+    with browser_page(screenshots) as page:
+        # the printed link opens the model-training view: the runs table, not GenAI's traces
+        table = page.open(link, "runs", wait_for="ui-run")
+        assert "workflowType=machine_learning" in page.url
+        assert "ui-search" in table and "Token Usage" not in table, table[:2000]
+        # the Models column links the training run to its registered version
+        assert re.search(rf"brefine_tiny_synthetic\s+v{single_version}\b", table), table[:3000]
+
+        # the search's page: its model registered, flat metric names, the decision's tags
+        run_page = page.open(f"{url}/#/experiments/{experiment_id}/runs/"
+                             f"{parent['info']['run_id']}?workflowType=machine_learning",
+                             "search-run", wait_for="Registered models")
+        registered = run_page.rsplit("Registered models", 1)[1]
+        assert re.search(rf"brefine_tiny_synthetic\s+v{parent_version}\b", registered), run_page
+        assert "Logged models (1)" in run_page, run_page
+        assert "segm_mAP" in run_page and "best/" not in run_page
+        assert re.search(r"best\.num_stages\s*:\s*1\b", run_page), run_page  # its value
+        assert re.search(r"best\.tie\s*:\s*(true|false)\b", run_page), run_page  # said
+
+        # the compare view's parallel coordinates open on the search metric
+        ids = ",".join(f'"{c["info"]["run_id"]}"' for c in children)
+        compare = page.open(f'{url}/#/compare-runs?runs=[{ids}]&experiments=["{experiment_id}"]'
+                            "&workflowType=machine_learning", "compare",
+                            wait_for="Parallel Coordinates Plot")
+        metrics = compare.split("Metrics:", 1)[1].split("Clear All", 1)[0]
+        assert "eval/coco/segm_mAP" in metrics and "system/" not in metrics, metrics
+        for child in children:  # one trial name everywhere
+            assert child["info"]["run_name"] in compare

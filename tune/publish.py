@@ -84,7 +84,7 @@ def register(client, parent_id: str, trial_id: str, run: RunOptions, values: dic
         {"uri", "alias_uri", "checkpoint", "run"}, or None when the trial's run has no checkpoint.
     """
     from brefine.checkpoints import fetch_checkpoint
-    from brefine.tracking.registry import register_model
+    from brefine.tracking.registry import list_model_as_output, register_model
 
     from .runs import find_child
 
@@ -97,6 +97,7 @@ def register(client, parent_id: str, trial_id: str, run: RunOptions, values: dic
     with tempfile.TemporaryDirectory() as tmp:
         local = fetch_checkpoint(checkpoint_uri, Path(tmp))
         version = register_model(client, child.info.run_id, local, cfg, Path(run.config).stem)
+    list_model_as_output(client, parent_id, version)
     if alias:
         client.set_registered_model_alias(version.name, alias, version.version)
     return {"uri": f"models:/{version.name}/{version.version}", "checkpoint": checkpoint_uri,

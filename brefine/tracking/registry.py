@@ -87,6 +87,16 @@ def register_model(client: Any, run_id: str, checkpoint: str | Path, cfg: Any,
     return client.update_model_version(name, version.version, description=description)
 
 
+def list_model_as_output(client: Any, run_id: str, version: Any) -> None:
+    """Record ``version``'s logged model as an output of run ``run_id`` (a search's
+    parent, whose trial logged it), so the run's page lists it under "Logged
+    models" and "Registered models", as it does for the trial."""
+    from mlflow.entities import LoggedModelOutput
+
+    model_id = getattr(version, "model_id", None) or version.source.removeprefix("models:/")
+    client.log_outputs(run_id, [LoggedModelOutput(model_id, step=0)])
+
+
 def is_model_uri(value: Optional[str]) -> bool:
     """Whether ``value`` names a registered model (``models:/...``)."""
     return isinstance(value, str) and value.startswith("models:/")
