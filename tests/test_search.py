@@ -37,6 +37,7 @@ SEARCH = ROOT / "tune" / "search.py"
     (["--amp"], "--amp"),
     (["--storage", "/proc/forbidden"], "--storage"),
     (["--scheduler", "pbt", "--search-alg", "optuna"], "--scheduler pbt"),
+    (["--base-iters", "100"], "--base-iters"),  # the embedded search's only, not user data
     (["--scheduler", "pbt", "--set", "boundary_lambda=1", "--set", "rpn_weight=0.2"],
      "--scheduler pbt"),
 ])

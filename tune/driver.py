@@ -35,7 +35,10 @@ from .stages import SearchFailed, raise_if_every_trial_failed, schedule_length, 
 __all__ = ["TRIAL_DRIVER_RESOURCES", "SearchFailed", "raise_if_every_trial_failed", "run_search"]
 
 EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
-    config="brefine_tiny_synthetic", base_iters=1200, trial_iters=60, warmup_iters=10,
+    # a first demo within 10 minutes on 2 cores: a short warm start and
+    # 10-iteration fine-tunes, too little to tell configurations apart (it
+    # says so); `make search` runs 1 200 and 60 (benchmarks/search.py)
+    config="brefine_tiny_synthetic", base_iters=200, trial_iters=10,
     # two sampled points; the default is confirmed beside the best with 2
     # fresh seeds each: 6 trainings, two at a time
     num_samples=2, repeat_default=0, scheduler="fifo", confirm=1, confirm_seeds=2,
@@ -98,9 +101,9 @@ def validate(args: argparse.Namespace) -> tuple[RunOptions, Config, SearchSpace]
     defaults = {}
     if is_embedded(args):
         args.max_iters = args.max_iters or EMBEDDED["trial_iters"]
-        # fine-tuning a trained detector: a short warm-up; and FIFO stops no
-        # trial early, so one validation, at the end, is all it needs
-        defaults.update(warmup_overrides(load_config(args.config), EMBEDDED["warmup_iters"]))
+        # fine-tuning a trained detector: a short warm-up (a sixth of the run); and
+        # FIFO stops no trial early, so one validation, at the end, is all it needs
+        defaults.update(warmup_overrides(load_config(args.config), max(1, args.max_iters // 6)))
         defaults["train_cfg.val_interval"] = args.max_iters
     run, cfg = options_from_args(args, args.config, name_prefix="search-", defaults=defaults,
                                  concurrent_runs=args.max_concurrent, log_to_file=is_local())
