@@ -12,11 +12,13 @@ winner or with the intervals that show there is none, and writes
 * ``benchmarks/results/search.md``: the search's summary (decision table,
   differences, trials).
 
-**Budget, 2 cores** (the embedded search's measured pace, README "The embedded
-search": two 60-iteration trials at a time take about 230 s on an idle
-machine): 6 + 3 × 6 = 24 runs, 12 rounds, about 46 min; the base detector,
-when not cached yet, 9 min more; about 55 min in all, within 90 min at 1.6x
-that pace. Options after the script's own go to ``tune/search.py`` and win
+**Budget, 2 cores**, measured on 2026-12-07 (``search.json``): 6 + 3 × 6
+= 24 runs, two at a time, 12 rounds of about 5.5 min (a 60-iteration fine-tune
+of 3 stages at about 3.3 s an iteration, plus about 2 min of start-up,
+validation and logging), 69 min; the 1 200-iteration base detector, when not
+cached yet, 9-15 min alone (22 min in that run, beside a test). 92 min in all
+that time, about 80-85 on an idle machine: at the edge of 90, with nothing to
+spare. Options after the script's own go to ``tune/search.py`` and win
 over these (a dry run of the plumbing: ``--data-root DIR --max-iters 2
 --num-samples 1 --confirm-seeds 2``).
 """

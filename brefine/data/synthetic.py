@@ -14,8 +14,11 @@ larger split extends a dataset rather than reshuffling it.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -48,17 +51,43 @@ def _image_rng(family: Family, seed: int, split: str, index: int) -> np.random.G
     return np.random.default_rng(parts)
 
 
+PARALLEL_FROM = 256  # images in a split from which it is rendered on every core
+
+
+def _render_image(job: tuple) -> tuple[str, list]:
+    """Render and save image ``index`` of a split; returns its file name and its
+    annotations (ids from 1: the caller numbers them)."""
+    out, family_name, split, index, seed, num_classes, size = job
+    family = get_family(family_name)
+    scene = render_scene(_image_rng(family, seed, split, index), size, num_classes, family.style)
+    name = f"{split}_{index:06d}.png"
+    Image.fromarray(scene.image).save(out / "images" / name)
+    return name, _annotations(scene.masks, scene.labels, index + 1, 1)
+
+
+def _rendered(jobs: list[tuple]) -> Iterator[tuple[str, list]]:
+    """``_render_image`` of every job, in order; a large split on every core.
+
+    Forked workers: each image has its own generator, so the files are the
+    same as one process writes, and forking skips re-importing the stack.
+    """
+    workers = min(len(jobs) // 64, os.cpu_count() or 1)
+    if len(jobs) < PARALLEL_FROM or workers < 2:
+        yield from map(_render_image, jobs)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_render_image, jobs, chunksize=32)
+
+
 def write_split(out: Path, family: Family, split: str, num_images: int, seed: int,
                 num_classes: int, size: int) -> dict:
     """Write one split's images and ``annotations/<split>.json``; returns the COCO dict."""
     images, annotations = [], []
-    for i in range(num_images):
-        scene = render_scene(_image_rng(family, seed, split, i), size, num_classes, family.style)
-        name = f"{split}_{i:06d}.png"
-        Image.fromarray(scene.image).save(out / "images" / name)
-        image_id = i + 1
+    jobs = [(out, family.name, split, i, seed, num_classes, size) for i in range(num_images)]
+    for image_id, (name, anns) in enumerate(_rendered(jobs), start=1):
         images.append(dict(id=image_id, file_name=name, height=size, width=size))
-        annotations += _annotations(scene.masks, scene.labels, image_id, len(annotations) + 1)
+        for ann in anns:
+            annotations.append({**ann, "id": len(annotations) + 1})
     coco = dict(
         info=dict(description=f"BRefine synthetic {family.name}", version=DATASET_VERSION,
                   family=family.name, seed=seed, split=split),
