@@ -36,9 +36,9 @@ __all__ = ["TRIAL_DRIVER_RESOURCES", "SearchFailed", "raise_if_every_trial_faile
 
 EMBEDDED = dict(  # the embedded default search (README: what it shows and what it cannot)
     # a first demo within 10 minutes on 2 cores: a short warm start and
-    # 10-iteration fine-tunes, too little to tell configurations apart (it
+    # 8-iteration fine-tunes, too little to tell configurations apart (it
     # says so); `make search` runs 1 200 and 60 (benchmarks/search.py)
-    config="brefine_tiny_synthetic", base_iters=100, trial_iters=10,
+    config="brefine_tiny_synthetic", base_iters=60, trial_iters=8,
     # two sampled points; the default is confirmed beside the best with 2
     # fresh seeds each: 6 trainings, two at a time
     num_samples=2, repeat_default=0, scheduler="fifo", confirm=1, confirm_seeds=2,

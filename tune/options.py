@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(p, name_help="search name (default: search-<config>-<time>)")
     p.add_argument("--base-iters", type=int, default=None, metavar="N",
                    help="embedded search: iterations of the cached base detector its trials "
-                        "fine-tune (default 100: a first demo within 10 min; make search "
+                        "fine-tune (default 60: a first demo within 10 min; make search "
                         "uses 1200)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="searched trials (default 4)")
