@@ -57,7 +57,7 @@ def resumed_args(recorded: list[str], given: argparse.Namespace) -> argparse.Nam
 USAGE = """Ray Tune search over BRefine's λ (boundary_lambda), w (rpn_weight) and num_stages.
 
     python tune/search.py                       # embedded default: local Ray, tiny
-                                                # config, built-in data, about 12 min on 2 CPUs
+                                                # config, built-in data, about 10 min on 2 CPUs
     ray job submit --working-dir . -- python tune/search.py \\
         --config brefine_r50_fpn_1x_coco --num-samples 16 --max-concurrent 4 \\
         --num-workers 8 --gpus-per-worker 1 --storage s3://bucket/brefine
