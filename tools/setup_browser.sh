@@ -8,9 +8,9 @@ CHROMIUM=${BREFINE_CHROMIUM:-/usr/bin/chromium}
 [[ -x "$CHROMIUM" ]] && exit 0
 if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
   printf '[setup %(%H:%M:%S)T] installing Chromium (Debian package) for the browser test\n' -1
-  apt-get install -y -q chromium >/tmp/brefine-chromium-install.log 2>&1 ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/tmp/brefine-chromium-install.log 2>&1 ||
     { apt-get update -q >>/tmp/brefine-chromium-install.log 2>&1 &&
-      apt-get install -y -q chromium >>/tmp/brefine-chromium-install.log 2>&1; } ||
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>/tmp/brefine-chromium-install.log 2>&1; } ||
     echo "setup_browser.sh: could not install Chromium (log: /tmp/brefine-chromium-install.log)" >&2
 else
   echo "setup_browser.sh: no Chromium at $CHROMIUM; install it (sudo apt-get install chromium) or" \
