@@ -145,6 +145,12 @@ def seen_in_browser(url, experiment_id, train_output, single, parent, children, 
         # the Models column links the training run to its registered version
         assert re.search(rf"brefine_tiny_synthetic\s+v{single_version}\b", table), table[:3000]
 
+        # the experiment's Models tab: the logged models, each with its source run
+        models_tab = page.open(f"{url}/#/experiments/{experiment_id}/models"
+                               "?workflowType=machine_learning", "models",
+                               wait_for="ui-run")
+        assert "brefine_tiny_synthetic" in models_tab, models_tab[:3000]
+
         # the search's page: its model registered, flat metric names, the decision's tags
         run_page = page.open(f"{url}/#/experiments/{experiment_id}/runs/"
                              f"{parent['info']['run_id']}?workflowType=machine_learning",
