@@ -265,6 +265,17 @@ def test_a_search_whose_trials_all_fail_is_a_failure_naming_the_first_error():
                                      result(RuntimeError("later"))])
 
 
+def test_a_confirmation_whose_runs_all_fail_is_a_failure():
+    import pandas as pd
+
+    from tune.stages import SearchFailed, raise_if_every_confirmation_failed
+
+    raise_if_every_confirmation_failed(None)  # no confirmation stage
+    raise_if_every_confirmation_failed(pd.DataFrame({"status": ["ERROR", "FINISHED"]}))
+    with pytest.raises(SearchFailed, match="all 4 confirmation runs failed"):
+        raise_if_every_confirmation_failed(pd.DataFrame({"status": ["ERROR"] * 4}))
+
+
 @pytest.mark.slow
 def test_a_search_whose_every_trial_diverges_ends_failed_with_exit_1(tiny_data, tmp_path):
     proc = subprocess.run(

@@ -30,7 +30,8 @@ from .publish import Outcome, publish
 from .report import summary_markdown
 from .runs import end_remaining, open_parent
 from .space import SearchSpace
-from .stages import SearchFailed, raise_if_every_trial_failed, schedule_length, search_and_confirm
+from .stages import (SearchFailed, raise_if_every_confirmation_failed,
+                     raise_if_every_trial_failed, schedule_length, search_and_confirm)
 
 __all__ = ["TRIAL_DRIVER_RESOURCES", "SearchFailed", "raise_if_every_trial_failed", "run_search"]
 
@@ -201,6 +202,7 @@ def _run(args: argparse.Namespace, run: RunOptions, cfg: Config, space: SearchSp
                 raise
             end_remaining(client, experiment_id, parent_id, "FAILED")  # none should be left
             report = publish(client, parent_id, run, outcome)
+            raise_if_every_confirmation_failed(outcome.confirmed)
     except SearchFailed as err:
         print(f"error: search '{run.name}' FAILED: {err} (Ray's log: {ray_log})", file=sys.stderr)
         return 1

@@ -41,6 +41,15 @@ def raise_if_every_trial_failed(results) -> None:
                            f"{describe_failure(errors[0])}")
 
 
+def raise_if_every_confirmation_failed(confirmed) -> None:
+    """Raises SearchFailed when a confirmation stage ran and none of its runs
+    finished (``confirmed``: its table, None without one). Called once the
+    search stage's results are published, so they are kept."""
+    if confirmed is not None and len(confirmed) and not (confirmed["status"] == "FINISHED").any():
+        raise SearchFailed(f"all {len(confirmed)} confirmation runs failed, so nothing was "
+                           "decided; the search stage's results are in its summary.md")
+
+
 def build_scheduler(args: argparse.Namespace, max_iters: int, val_interval: int,
                     space: SearchSpace) -> Any:
     """ASHA (stops weak trials at validations), FIFO, or PBT on λ and w."""
