@@ -13,15 +13,21 @@ demo: setup
 	$(PY) tune/search.py
 
 # a search that decides on the built-in data, 6 samples then the best 2 and the
-# default with 6 seeds each (about 55 min on 2 cores, <= 90); its record and
+# default with 6 seeds each (92 min measured on 2 cores beside other work,
+# about 80-85 alone); its record and
 # table go to benchmarks/results/search.{json,md}. SEARCH_ARGS go to tune/search.py.
 search: setup
 	$(PY) benchmarks/search.py $(SEARCH_ARGS)
 
-# the browser test's Chromium (tools/setup_browser.sh): apt-get, as root, once
+# the browser test's Chromium (tools/setup_browser.sh): apt-get, as root, once.
+# Two test files at a time (pytest-xdist, a file's tests together, so its
+# module fixtures are built once): the end-to-end tests spend most of their
+# time starting processes one after another, which two cores overlap.
+# TEST_WORKERS=0 runs them one at a time.
+TEST_WORKERS ?= 2
 test: setup
 	@bash tools/setup_browser.sh
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -29,9 +29,34 @@ def brefine(*args, cwd, timeout=900, **kwargs):
                           capture_output=True, timeout=timeout, **kwargs)
 
 
+STARTED = []  # killed after each test, so a failed one leaves no training behind
+
+
+@pytest.fixture(autouse=True)
+def started_as_from_a_terminal():
+    """Children get SIGINT at its default, as a shell's foreground job does:
+    pytest-xdist's workers ignore SIGINT, an ignored signal stays ignored
+    across exec, and Python then raises no KeyboardInterrupt for Ctrl-C.
+    After the test, no run it started outlives it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.terminate()  # ends the run KILLED and shuts its local Ray down
+            try:
+                proc.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
 def start(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "brefine.cli", *args], cwd=cwd, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "brefine.cli", *args], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    STARTED.append(proc)
+    return proc
 
 
 def runs(work_dir):
@@ -64,7 +89,7 @@ def assert_ended_killed(proc, work_dir, timeout):
     assert [r.info.status for r in found] == ["KILLED"]
 
 
-def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes(
+def test_ctrl_c_and_sigterm_kill_the_run_a_second_run_of_its_name_is_refused_and_it_resumes(
         tiny_data, tmp_path):
     args = ["train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
             str(tmp_path), "--name", "r1", "--max-iters", "400", "--set",
@@ -78,6 +103,13 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
 
     first.send_signal(signal.SIGINT)
     assert_ended_killed(first, tmp_path, timeout=300)
+
+    # `ray job stop` and `kill` send SIGTERM, which ray.init turns into sys.exit:
+    # the continued run ends KILLED as Ctrl-C ends it
+    continued = start(*args, cwd=tmp_path)
+    wait_for(lambda: "restarted_at_iteration" in runs(tmp_path)[1][0].data.tags, proc=continued)
+    continued.send_signal(signal.SIGTERM)
+    assert_ended_killed(continued, tmp_path, timeout=60)
 
     # the same command continues from the last checkpoint, in the same MLflow run,
     # a few iterations beyond the last validation (on a loaded machine the first
@@ -103,16 +135,6 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
     assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["coco/segm_mAP"] >= 0 and "boundary_AP" in metrics
-
-
-def test_sigterm_ends_the_run_killed_as_ctrl_c_does(tiny_data, tmp_path):
-    """``ray job stop`` and ``kill`` send SIGTERM, which ray.init turns into sys.exit."""
-    run = start("train", "brefine_tiny_synthetic", "--data-root", tiny_data, "--work-dir",
-                str(tmp_path), "--name", "t1", "--max-iters", "400", "--set",
-                "train_cfg.val_interval=2", cwd=tmp_path)
-    wait_until_validated(tmp_path, run)
-    run.send_signal(signal.SIGTERM)
-    assert_ended_killed(run, tmp_path, timeout=60)
 
 
 def processes_mentioning(text):
@@ -149,6 +171,7 @@ def test_a_stopped_accuracy_harness_ends_its_runs_killed_and_leaves_no_ray_behin
          "--results", str(tmp_path / "results")],
         cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=small_builtin_data_cache(tiny_data, tmp_path / "cache"))
+    STARTED.append(harness)
 
     def validated():
         return any("eval/coco/segm_mAP" in r.data.metrics for r in runs(tmp_path)[1])

@@ -16,8 +16,6 @@ from typing import Any, Callable, Optional
 
 from ray.train.v2.api.callback import UserCallback
 
-from brefine.driver.trainer import BackgroundFit
-
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # the key TuneReportCallback uses
 
 
@@ -52,6 +50,11 @@ def fit_reporting_to_tune(build: Callable[[list], Any], with_checkpoints: bool) 
     """
     from ray import tune
     from ray.util.queue import Empty, Queue
+
+    # here, not at the top: the Train controller unpickles this module's callback,
+    # and importing the trainer there would load the whole model stack (mmdet,
+    # mlflow) into it, ~10 s of every trial's start on 2 cores
+    from brefine.driver.trainer import BackgroundFit
 
     channel = Queue(maxsize=1, actor_options={"num_cpus": 0})
     trainer = build([TuneReportCheckpointCallback(channel, with_checkpoints)])
