@@ -11,7 +11,10 @@ MMEngine's, so ``load_from`` and ``resume`` of every Runner use it too.
 
 A run resumes from its newest checkpoint that loads (:func:`restore_intact`):
 a last checkpoint cut short (a node lost while writing it, a full disk) is
-named in a warning and the one before it is used.
+named in a warning and the one before it is used. That is the newest the
+run wrote, whether or not Ray's controller had committed it: a Ctrl-C in
+the seconds between a worker's upload and the controller's bookkeeping
+would otherwise lose it (:func:`run_checkpoints`).
 """
 
 from __future__ import annotations
@@ -96,26 +99,32 @@ def install_safe_loader(trust: bool = False) -> None:
     CheckpointLoader.register_scheme(prefixes="", loader=load_local, force=True)
 
 
-def run_checkpoints(latest: Any) -> list:
-    """``latest`` (a ``ray.train.Checkpoint``) and the run's earlier checkpoints, newest first.
+def run_checkpoints(filesystem: Any, folder: str, latest: Any = None) -> list:
+    """The checkpoints (``ray.train.Checkpoint``) in a run's storage ``folder``, newest first.
 
     Ray Train keeps a run's checkpoints as folders ``checkpoint_<date and
-    time>`` of the run's folder, so names order them by age. Folders newer
-    than ``latest`` are left out: Ray never committed them (a report cut
-    short). A folder that cannot be listed leaves ``latest`` alone.
+    time>`` of the run's folder, so names order them by age. Every one is
+    listed, also one Ray's controller never committed: a worker uploads its
+    checkpoint whole before it reports, so a run stopped between the two left
+    a checkpoint that is its latest state (one cut short while uploading
+    fails to load in :func:`restore_intact`, which moves on to the next).
+
+    ``filesystem``, ``folder``: a ``pyarrow.fs`` file system and the run's
+    folder on it (Ray's ``StorageContext.experiment_fs_path``).
+    ``latest``: Ray's own latest checkpoint, all there is when the folder
+    cannot be listed (``[]`` without it).
     """
     import pyarrow.fs as pafs
     from ray.train import Checkpoint
 
-    parent, _, name = latest.path.rstrip("/").rpartition("/")
+    folder = folder.rstrip("/")
     try:
-        infos = latest.filesystem.get_file_info(pafs.FileSelector(parent))
+        infos = filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
     except OSError:
-        return [latest]
-    earlier = sorted((info.base_name for info in infos if info.type == pafs.FileType.Directory
-                      and info.base_name.startswith("checkpoint_") and info.base_name < name),
-                     reverse=True)
-    return [latest] + [Checkpoint(f"{parent}/{folder}", latest.filesystem) for folder in earlier]
+        return [latest] if latest is not None else []
+    names = sorted((info.base_name for info in infos if info.type == pafs.FileType.Directory
+                    and info.base_name.startswith("checkpoint_")), reverse=True)
+    return [Checkpoint(f"{folder}/{name}", filesystem) for name in names]
 
 
 def checkpoint_file_uri(checkpoint: Any) -> str:

@@ -27,53 +27,65 @@ def write(folder, iteration, truncate=False, state=None):
 
 @pytest.fixture()
 def run_folder(tmp_path):
-    """A run's Ray storage: iterations 2 and 4, the last cut short, and a newer folder Ray
-    never committed (a report cut short), beside Ray's own files."""
+    """A run's Ray storage: iterations 2 and 4, then 6 cut short (a node lost while
+    uploading it), beside Ray's own files."""
     run = tmp_path / "storage" / "run"
     write(run / NAMES[0], 2)
-    latest = write(run / NAMES[1], 4, truncate=True)
-    write(run / NAMES[2], 6)
+    write(run / NAMES[1], 4)
+    write(run / NAMES[2], 6, truncate=True)
     (run / "checkpoint_manager_snapshot.json").write_text("{}")
     (run / "driver_artifacts").mkdir()
-    return run, latest
+    return run
+
+
+def checkpoints_of(run):
+    return run_checkpoints(pafs.LocalFileSystem(), str(run))
 
 
 def test_a_truncated_file_is_unreadable_not_unsafe(run_folder):
-    run, _ = run_folder
     with pytest.raises(UnreadableCheckpoint, match="is the file complete"):
-        load_checkpoint_file(run / NAMES[1] / CHECKPOINT_FILE)
+        load_checkpoint_file(run_folder / NAMES[2] / CHECKPOINT_FILE)
 
 
-def test_the_run_checkpoints_are_the_latest_then_older_ones(run_folder):
-    run, latest = run_folder
-    assert [c.path for c in run_checkpoints(latest)] == [str(run / NAMES[1]), str(run / NAMES[0])]
+def test_the_run_checkpoints_are_its_checkpoint_folders_newest_first(run_folder, tmp_path):
+    assert [c.path for c in checkpoints_of(run_folder)] == \
+        [str(run_folder / name) for name in reversed(NAMES)]
+    assert checkpoints_of(tmp_path / "never-ran") == []
+    latest = Checkpoint(str(run_folder / NAMES[0]), pafs.LocalFileSystem())
+
+    class Unlistable(pafs.LocalFileSystem):
+        def get_file_info(self, paths_or_selector):
+            raise OSError("access denied")
+
+    # a folder that cannot be listed leaves Ray's own latest checkpoint
+    assert run_checkpoints(Unlistable(), str(run_folder), latest=latest) == [latest]
 
 
 def test_resume_falls_back_to_the_newest_intact_checkpoint(run_folder, tmp_path):
-    run, latest = run_folder
     warnings = []
-    restored = restore_intact(run_checkpoints(latest), tmp_path / "restored", warn=warnings.append)
+    restored = restore_intact(checkpoints_of(run_folder), tmp_path / "restored",
+                              warn=warnings.append)
     assert restored == tmp_path / "restored" / CHECKPOINT_FILE
-    assert load_checkpoint_file(restored)["meta"]["iter"] == 2  # not 4, cut short; not 6
-    assert len(warnings) == 1 and str(run / NAMES[1] / CHECKPOINT_FILE) in warnings[0]
+    assert load_checkpoint_file(restored)["meta"]["iter"] == 4  # not 6, cut short
+    assert len(warnings) == 1 and str(run_folder / NAMES[2] / CHECKPOINT_FILE) in warnings[0]
     assert "cut short" in warnings[0]
 
 
-def test_an_intact_latest_checkpoint_is_used_without_a_warning(run_folder, tmp_path):
-    run, _ = run_folder
+def test_an_intact_latest_checkpoint_is_used_without_a_warning(tmp_path):
+    run = tmp_path / "run"
+    write(run / NAMES[0], 2)
+    write(run / NAMES[1], 4)
     warnings = []
-    latest = Checkpoint(str(run / NAMES[2]), pafs.LocalFileSystem())
-    restored = restore_intact(run_checkpoints(latest), tmp_path / "r", warn=warnings.append)
-    assert load_checkpoint_file(restored)["meta"]["iter"] == 6 and not warnings
+    restored = restore_intact(checkpoints_of(run), tmp_path / "r", warn=warnings.append)
+    assert load_checkpoint_file(restored)["meta"]["iter"] == 4 and not warnings
 
 
 def test_no_intact_checkpoint_names_every_file(tmp_path):
     run = tmp_path / "run"
     older = write(run / NAMES[0], 2, truncate=True)
     (run / NAMES[1]).mkdir()  # a folder whose file never arrived
-    latest = Checkpoint(str(run / NAMES[1]), pafs.LocalFileSystem())
     with pytest.raises(UnreadableCheckpoint) as err:
-        restore_intact(run_checkpoints(latest), tmp_path / "r", warn=lambda line: None)
+        restore_intact(checkpoints_of(run), tmp_path / "r", warn=lambda line: None)
     assert str(run / NAMES[1] / CHECKPOINT_FILE) in str(err.value)
     assert f"{older.path}/{CHECKPOINT_FILE}" in str(err.value)
 
@@ -83,26 +95,46 @@ def test_an_unsafe_latest_checkpoint_is_refused_not_skipped(tmp_path):
     write(run / NAMES[0], 2)
     state = mmengine_like_checkpoint()
     state["meta"]["payload"] = RunsCode(tmp_path / "pwned")
-    latest = write(run / NAMES[1], 4, state=state)
+    write(run / NAMES[1], 4, state=state)
     with pytest.raises(CheckpointError, match="refusing to load") as err:
-        restore_intact(run_checkpoints(latest), tmp_path / "r", warn=lambda line: None)
+        restore_intact(checkpoints_of(run), tmp_path / "r", warn=lambda line: None)
     assert not isinstance(err.value, UnreadableCheckpoint)
     assert not (tmp_path / "pwned").exists()
 
 
-def test_the_worker_restores_from_rays_checkpoint_of_the_run(run_folder, tmp_path, monkeypatch,
-                                                             capsys):
+class Storage:
+    """What a worker's ``ray.train.get_context().get_storage()`` says of its run's folder."""
+
+    def __init__(self, folder):
+        self.storage_filesystem = pafs.LocalFileSystem()
+        self.experiment_fs_path = str(folder)
+
+    def get_storage(self):
+        return self
+
+
+def test_the_worker_restores_the_newest_checkpoint_its_run_wrote(run_folder, tmp_path,
+                                                                 monkeypatch, capsys):
     import ray.train
 
     from brefine.engine.worker import _restore
 
-    run, latest = run_folder
-    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: latest)
-    restored = _restore(tmp_path / "work", 0, resume_from=None)
-    assert load_checkpoint_file(restored)["meta"]["iter"] == 2
-    assert str(run / NAMES[1] / CHECKPOINT_FILE) in capsys.readouterr().err
+    # Ray's controller committed only iteration 2: the run was stopped (Ctrl-C) between
+    # the upload of 4 and the controller's bookkeeping; 6 was cut short
+    monkeypatch.setattr(ray.train, "get_context", lambda: Storage(run_folder))
+    monkeypatch.setattr(ray.train, "get_checkpoint",
+                        lambda: Checkpoint(str(run_folder / NAMES[0]), pafs.LocalFileSystem()))
+    other_run = write(tmp_path / "other" / NAMES[0], 8)
+    restored = _restore(tmp_path / "work", 0, resume_from=other_run)
+    assert load_checkpoint_file(restored)["meta"]["iter"] == 4  # its own, not resume_from's
+    assert str(run_folder / NAMES[2] / CHECKPOINT_FILE) in capsys.readouterr().err
     # ranks sharing a work dir restore side by side: neither rewrites the file the other loads
     other_rank = _restore(tmp_path / "work", 1, resume_from=None)
-    assert other_rank != restored and load_checkpoint_file(restored)["meta"]["iter"] == 2
+    assert other_rank != restored and load_checkpoint_file(restored)["meta"]["iter"] == 4
+
+    # a run of a new name (PBT exploiting another trial) starts from resume_from, or afresh
+    monkeypatch.setattr(ray.train, "get_context", lambda: Storage(tmp_path / "new-run"))
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
-    assert _restore(tmp_path / "work", 0, resume_from=None) is None
+    assert load_checkpoint_file(_restore(tmp_path / "w2", 0, resume_from=other_run)
+                                )["meta"]["iter"] == 8
+    assert _restore(tmp_path / "w3", 0, resume_from=None) is None

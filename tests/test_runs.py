@@ -73,10 +73,11 @@ def wait_for(condition, timeout=600, proc=None):
         time.sleep(0.5)
 
 
-def wait_until_validated(work_dir, proc):
+def wait_until_validated(work_dir, proc, times=1):
     def validated():
-        _, found = runs(work_dir)
-        return found and "eval/coco/segm_mAP" in found[0].data.metrics
+        client, found = runs(work_dir)
+        return found and len(client.get_metric_history(found[0].info.run_id,
+                                                       "eval/coco/segm_mAP")) >= times
 
     wait_for(validated, proc=proc)
 
@@ -95,7 +96,9 @@ def test_ctrl_c_kills_the_run_a_second_run_of_its_name_is_refused_and_it_resumes
             str(tmp_path), "--name", "r1", "--max-iters", "400", "--set",
             "train_cfg.val_interval=5"]
     first = start(*args, cwd=tmp_path)
-    wait_until_validated(tmp_path, first)
+    # a worker uploads a validation's checkpoint before it trains on, so the
+    # second validation means the first one's checkpoint is whole in storage
+    wait_until_validated(tmp_path, first, times=2)
     second = brefine(*args, cwd=tmp_path, timeout=300)
     assert second.returncode == 2
     assert "r1" in second.stderr and "running already" in second.stderr

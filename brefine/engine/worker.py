@@ -62,20 +62,25 @@ def _restore(work_dir: Path, rank: int, resume_from: Any = None,
     Each rank has its own copy: ranks sharing a work dir (one machine, or a
     shared file system) would otherwise write the file while another loads it.
 
-    Ray's own checkpoint of this run (a restarted worker group, or the run
-    started again under its name) comes first, then ``resume_from`` (a Tune
-    checkpoint: PBT exploiting another trial). Ray's last checkpoint that
-    cannot be read (cut short) gives way to the run's one before it, with a
-    warning in this worker's log (:func:`brefine.checkpoints.restore_intact`).
+    The run's own checkpoints come first: those in its Ray storage folder (a
+    restarted worker group, or the run started again under its name), newest
+    first, whether or not Ray had committed the last one
+    (:func:`brefine.checkpoints.run_checkpoints`); then ``resume_from`` (a
+    Tune checkpoint: PBT exploiting another trial starts a run of a new
+    name). A checkpoint that cannot be read (cut short) gives way to the one
+    before it, with a warning in this worker's log
+    (:func:`brefine.checkpoints.restore_intact`).
 
     Raises:
         CheckpointError: no candidate can be read, or one holds unsafe types.
     """
     import ray.train
 
-    own = ray.train.get_checkpoint()
-    candidates = run_checkpoints(own) if own is not None else \
-        [resume_from] if resume_from is not None else []
+    storage = ray.train.get_context().get_storage()
+    candidates = run_checkpoints(storage.storage_filesystem, storage.experiment_fs_path,
+                                 latest=ray.train.get_checkpoint())
+    if not candidates and resume_from is not None:
+        candidates = [resume_from]
     if not candidates:
         return None
     return restore_intact(candidates, work_dir / "restored" / f"rank{rank}", trust,
