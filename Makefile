@@ -22,12 +22,13 @@ search: setup
 # the browser test's Chromium (tools/setup_browser.sh): apt-get, as root, once.
 # Two test files at a time (pytest-xdist, a file's tests together, so its
 # module fixtures are built once): the end-to-end tests spend most of their
-# time starting processes one after another, which two cores overlap.
+# time starting processes one after another, which two cores overlap. Files
+# start longest first (tests/conftest.py, tests/module_seconds.json).
 # TEST_WORKERS=0 runs them one at a time.
 TEST_WORKERS ?= 2
 test: setup
 	@bash tools/setup_browser.sh
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
