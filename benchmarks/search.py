@@ -4,7 +4,7 @@ Runs the embedded search (``tune/search.py`` without a config or data: the
 tiny BRefine on the built-in data, 60-iteration fine-tunes of the cached base
 detector, two at a time) with a budget that can decide: 6 sampled
 configurations, then the 2 best and the table's default confirmed with 6
-fresh seeds each (Welch's t intervals, :mod:`tune.decision`). It ends with a
+fresh seeds each (t intervals paired on the seeds, :mod:`tune.decision`). It ends with a
 winner or with the intervals that show there is none, and writes
 
 * ``benchmarks/results/search.json``: the raw record (command, machine, time,

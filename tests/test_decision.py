@@ -5,7 +5,8 @@ import math
 import pytest
 from scipy import stats
 
-from tune.decision import Confirmed, decide, interval, seeds_needed, welch
+from tune.decision import (PAIRED, WELCH, Confirmed, decide, interval, paired,
+                           paired_seeds_needed, seeds_needed, welch)
 
 DEFAULT = "default λ=1 w=0.2 n=3"
 
@@ -85,3 +86,84 @@ def test_identical_runs_are_no_decision_and_one_seed_is_no_interval():
     assert single.winner is None and "at least 2 seeds" in single.verdict
     with pytest.raises(ValueError):
         decide([Confirmed(DEFAULT, True, [0.1, 0.2])])
+
+
+@pytest.mark.parametrize("a,b", [
+    ([0.50, 0.52, 0.51, 0.53], [0.40, 0.41, 0.39, 0.42]),
+    ([0.40, 0.45, 0.38], [0.41, 0.39, 0.44]),
+    ([0.10, 0.22, 0.17, 0.09], [0.09, 0.20, 0.16, 0.09]),  # a shared seed effect
+])
+def test_paired_interval_is_the_t_interval_of_the_per_seed_differences(a, b):
+    seeds = range(1000, 1000 + len(a))
+    d = paired("a", dict(zip(seeds, a)), "b", dict(zip(seeds, b)))
+    per_seed = interval([x - y for x, y in zip(a, b)])
+    assert d.test == PAIRED and d.df == len(a) - 1
+    assert (d.diff, d.low, d.high) == pytest.approx((per_seed.mean, per_seed.low, per_seed.high))
+    assert d.separated == (stats.ttest_rel(a, b).pvalue < 0.05)
+
+
+SEEDS = [1000, 1001, 1002, 1003, 1004]
+# the seed moves every configuration by up to 0.12; t05 is ahead by 0.01 at every seed
+SEED_EFFECT = [0.00, 0.05, 0.12, 0.03, 0.08]
+
+
+def test_a_small_gain_at_every_seed_is_separated_by_pairing_where_welch_is_not():
+    gain = [0.010, 0.012, 0.009, 0.011, 0.010]
+    default = [0.10 + e for e in SEED_EFFECT]
+    better = [x + g for x, g in zip(default, gain)]
+    assert not welch("t05", interval(better), DEFAULT, interval(default)).separated
+    decision = decide([Confirmed("t05 λ=0.3 w=0.4", False, better, seeds=SEEDS),
+                       Confirmed(DEFAULT, True, default, seeds=SEEDS)])
+    assert decision.winner == "t05 λ=0.3 w=0.4"
+    (d,) = decision.differences
+    assert d.test == PAIRED and d.low > 0 and d.diff == pytest.approx(sum(gain) / 5)
+    assert "paired t 95% intervals of the per-seed differences" in decision.verdict
+    assert "Welch" not in decision.verdict
+
+
+def test_pairs_are_the_seeds_both_ran_and_fewer_than_two_fall_back_to_welch():
+    default = Confirmed(DEFAULT, True, [0.10, 0.15, 0.22, 0.13], seeds=SEEDS[:4])
+    # seed 1001's run failed: 3 pairs left
+    partial = Confirmed("t01 a", False, [0.11, 0.23, 0.14], seeds=[1000, 1002, 1003])
+    decision = decide([partial, default])
+    (d,) = decision.differences
+    assert d.test == PAIRED and d.df == 2
+    assert d.diff == pytest.approx((0.01 + 0.01 + 0.01) / 3)
+    lonely = Confirmed("t02 b", False, [0.30, 0.31], seeds=[1000, 2000])
+    decision = decide([lonely, default])
+    (d,) = decision.differences
+    assert d.test == WELCH and "Welch's t" in decision.verdict
+    without_seeds = decide([Confirmed("t03 c", False, [0.3, 0.31]), default])
+    assert without_seeds.differences[0].test == WELCH
+
+
+def test_seeds_needed_when_paired_follows_the_paired_size_formula():
+    # z formula: (1.96 + 0.84)² · σd² / Δ² = 7.85 at Δ = σd; t quantiles at n − 1 df add two
+    assert paired_seeds_needed(0.1, 0.1) == 10
+    assert paired_seeds_needed(0.1, 0.1) < seeds_needed(0.1, 0.1, 0.1)
+    assert paired_seeds_needed(0.0, 0.1) is None and paired_seeds_needed(1e-6, 0.1) is None
+    default = [0.10 + e for e in SEED_EFFECT]
+    noisy = [x + g for x, g in zip(default, [0.02, -0.01, 0.015, -0.005, 0.01])]
+    decision = decide([Confirmed("t01 a", False, noisy, seeds=SEEDS),
+                       Confirmed(DEFAULT, True, default, seeds=SEEDS)])
+    (d,) = decision.differences
+    assert decision.winner is None and decision.needed == paired_seeds_needed(d.diff, d.spread)
+    assert f"about {decision.needed} seeds" in decision.verdict and "paired size" in \
+        decision.verdict
+
+
+def test_the_confirmation_table_gives_each_value_its_seed():
+    import pandas as pd
+
+    from tune.confirm import confirmed
+
+    table = pd.DataFrame({
+        "confirms": ["t01 a", DEFAULT, "t01 a", DEFAULT, "t01 a"],
+        "seed": [1000, 1000, 1001, 1001, 1002],
+        "status": ["FINISHED", "FINISHED", "FINISHED", "FINISHED", "ERROR"],
+        "last_coco/segm_mAP": [0.2, 0.1, float("nan"), 0.3, 0.5],
+        "boundary_AP": [0.02, 0.01, 0.03, 0.04, 0.05],
+    })
+    groups = {g.name: g for g in confirmed(table, "coco/segm_mAP", DEFAULT)}
+    assert groups["t01 a"].by_seed() == {1000: 0.2}  # no metric at 1001; 1002 failed
+    assert groups[DEFAULT].by_seed() == {1000: 0.1, 1001: 0.3} and groups[DEFAULT].is_default

@@ -38,15 +38,19 @@ def confirmed(table, metric: str, default_name: str) -> list[Confirmed]:
     """The confirmation runs of ``table`` that reached the full schedule, by configuration.
 
     Each configuration's values are its runs' last ``metric`` and boundary AP
-    (the full schedule's validation) and training s/iter.
+    (the full schedule's validation) and training s/iter, and the seed of each
+    metric value, which :mod:`tune.decision` pairs configurations on.
     """
     done = table[table["status"] == "FINISHED"]
     groups = []
     for name, rows in done.groupby(CONFIRMS_KEY, sort=False):
-        metric_values, boundary, cost = (
-            rows[column].dropna().astype(float).tolist() if column in rows else []
-            for column in (f"last_{metric}", "boundary_AP", COST_METRICS[0]))
-        groups.append(Confirmed(name, name == default_name, metric_values, boundary, cost))
+        boundary, cost = (rows[column].dropna().astype(float).tolist() if column in rows else []
+                          for column in ("boundary_AP", COST_METRICS[0]))
+        measured = rows.dropna(subset=[f"last_{metric}"]) if f"last_{metric}" in rows \
+            else rows.iloc[:0]
+        groups.append(Confirmed(name, name == default_name,
+                                measured[f"last_{metric}"].astype(float).tolist(), boundary, cost,
+                                measured["seed"].astype(int).tolist() if "seed" in rows else []))
     return groups
 
 

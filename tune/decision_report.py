@@ -7,10 +7,12 @@ from typing import Any, Optional
 
 from .decision import Decision, Difference, Interval
 
-METHOD = ("mean, sample std and Student's t interval per configuration; Welch's t interval "
-          "(Welch-Satterthwaite df) of each difference of means; a winner only when its "
-          "difference to every other configuration excludes zero; seeds needed: two-sample "
-          "size with t quantiles at 2n-2 df")
+METHOD = ("mean, sample std and Student's t interval per configuration; each difference of "
+          "means: the paired t interval of its per-seed differences (n-1 df) over the seeds "
+          "both configurations ran, Welch's t interval (Welch-Satterthwaite df) where fewer "
+          "than 2 are common; a winner only when its difference to every other configuration "
+          "excludes zero; seeds needed: paired size with t at n-1 df, or two-sample size with "
+          "t at 2n-2 df")
 
 
 def _stat(stats: Optional[Interval]) -> tuple[str, str]:
@@ -25,7 +27,7 @@ def _stat(stats: Optional[Interval]) -> tuple[str, str]:
 def _difference_row(d: Difference) -> str:
     bounds = "–" if math.isnan(d.low) else f"[{d.low:+.4f}, {d.high:+.4f}]"
     df = "–" if math.isnan(d.df) else ("∞" if math.isinf(d.df) else f"{d.df:.1f}")
-    return (f"| {d.a} − {d.b} | {d.diff:+.4f} | {bounds} | {df} | "
+    return (f"| {d.a} − {d.b} | {d.diff:+.4f} | {bounds} | {d.test} | {df} | "
             f"{'yes' if d.separated else 'no'} |")
 
 
@@ -43,8 +45,8 @@ def decision_lines(decision: Decision, metric: str, outcome: str) -> list[str]:
                      f"{' | '.join(_stat(boundary))} | "
                      f"{'–' if cost is None else f'{cost:.3g}'} |")
     shown = {(d.a, d.b) for d in decision.differences}
-    lines += ["", f"| difference of {metric} | mean | {level} interval (Welch) | df | separated |",
-              "|---|---|---|---|---|",
+    lines += ["", f"| difference of {metric} | mean | {level} interval | test | df | separated |",
+              "|---|---|---|---|---|---|",
               *(_difference_row(d) for d in decision.differences),
               *(_difference_row(d) for d in decision.versus_default
                 if (d.a, d.b) not in shown and (d.b, d.a) not in shown)]
@@ -62,7 +64,7 @@ def decision_record(decision: Decision, metric: str) -> dict[str, Any]:
     """The decision as json: every configuration's runs and intervals, the differences,
     the winner (or null), the seeds a decision would need, the method."""
     def difference(d: Difference) -> dict[str, Any]:
-        return {"a": d.a, "b": d.b, "diff": d.diff, "separated": d.separated,
+        return {"a": d.a, "b": d.b, "diff": d.diff, "test": d.test, "separated": d.separated,
                 **{k: (None if math.isnan(v) else (str(v) if math.isinf(v) else v))
                    for k, v in (("low", d.low), ("high", d.high), ("df", d.df))}}
 
@@ -71,7 +73,7 @@ def decision_record(decision: Decision, metric: str) -> dict[str, Any]:
         decided=decision.winner is not None, winner=decision.winner, leader=decision.leader,
         seeds=decision.seeds, seeds_needed=decision.needed, verdict=decision.verdict,
         configurations=[dict(name=c.name, is_default=c.is_default, metric_values=c.metric,
-                             boundary_values=c.boundary, s_per_iter=cost,
+                             seeds=c.seeds, boundary_values=c.boundary, s_per_iter=cost,
                              metric=_interval_record(stats), boundary_AP=_interval_record(b))
                         for c, stats, b, cost in decision.rows],
         differences=[difference(d) for d in decision.differences],

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from brefine.configs import HYPERPARAMETERS
 
-from .decision import Decision
+from .decision import Decision, tests_used
 from .selection import COST, pareto_ranks
 
 
@@ -129,7 +129,7 @@ def intervals_figure(decision: Decision, metric: str, path: Path) -> bool:
         ax.set_xlabel(f"{label}: mean and {decision.level:.0%} interval ({decision.seeds}+ seeds)")
         ax.grid(alpha=0.3, axis="x")
     _save(plt, fig, f"winner: {decision.winner}" if decision.winner else
-                 f"no winner at {decision.seeds} seeds (Welch t, {decision.level:.0%})", path)
+                 f"no winner at {decision.seeds} seeds ({tests_used(decision)})", path)
     return True
 
 

@@ -65,7 +65,7 @@ USAGE = """Ray Tune search over BRefine's λ (boundary_lambda), w (rpn_weight) a
 Each trial is a Ray Train run (DDP workers) whose validations Tune sees; the
 search is an MLflow parent run, every trial a nested child run. At the end:
 ``--confirm K`` trains the K best configurations and the default again with
-fresh seeds and decides (Welch's t intervals): a winner, registered with the
+fresh seeds and decides (t intervals paired on the seeds): a winner, registered with the
 MLflow alias ``champion``, or none and the seeds a decision would need.
 ``trials.parquet``, ``summary.md``, the decision and figures beside the Ray
 results and on the parent run. Ctrl-C ends the search KILLED (exit 130);
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", type=int, default=None, metavar="K",
                    help="after the search, train its K best configurations and the default "
                         "again with --confirm-seeds fresh seeds each at the full schedule, and "
-                        "declare a winner only when its Welch t interval to every other "
+                        "declare a winner only when its t interval (paired on the seeds) to "
+                        "every other "
                         "excludes zero (default: 1 in the embedded search, else 0: no decision)")
     p.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
                    help="seeds per confirmed configuration, at least 2 (default: 2 in the "
