@@ -13,6 +13,7 @@ record again. Run one at a time, the files keep their usual order.
 import json
 import math
 import os
+import signal
 from collections import defaultdict
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def pytest_sessionfinish(session):
         Path(path).write_text(json.dumps(
             {module: round(seconds, 1) for module, seconds in
              sorted(_measured.items(), key=lambda entry: -entry[1])}, indent=1) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal():
+    """Each test, and every process it starts, gets SIGINT at Python's default, as a
+    terminal's foreground job has it. A suite started in the background (``make test
+    &`` from a script, some CI runners) inherits SIGINT ignored, an ignored signal
+    stays ignored across exec, and a child would then never see the Ctrl-C a test
+    sends it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

@@ -33,14 +33,10 @@ STARTED = []  # killed after each test, so a failed one leaves no training behin
 
 
 @pytest.fixture(autouse=True)
-def started_as_from_a_terminal():
-    """Children get SIGINT at its default, as a shell's foreground job does:
-    pytest-xdist's workers ignore SIGINT, an ignored signal stays ignored
-    across exec, and Python then raises no KeyboardInterrupt for Ctrl-C.
-    After the test, no run it started outlives it."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+def no_run_outlives_its_test():
+    """After the test, no run it started outlives it (SIGINT for its children:
+    ``sigint_as_in_a_terminal`` in conftest.py)."""
     yield
-    signal.signal(signal.SIGINT, previous)
     while STARTED:
         proc = STARTED.pop()
         if proc.poll() is None:
