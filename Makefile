@@ -13,8 +13,8 @@ demo: setup
 	$(PY) tune/search.py
 
 # a search that decides on the built-in data, 6 samples then the best 2 and the
-# default with 6 seeds each (92 min measured on 2 cores beside other work,
-# about 80-85 alone); its record and
+# default with 5 seeds each (47 min measured on 2 cores from a fresh machine,
+# 34 with the base detector cached); its record and
 # table go to benchmarks/results/search.{json,md}. SEARCH_ARGS go to tune/search.py.
 search: setup
 	$(PY) benchmarks/search.py $(SEARCH_ARGS)

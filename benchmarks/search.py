@@ -3,23 +3,23 @@
 Runs the embedded search (``tune/search.py`` without a config or data: the
 tiny BRefine on the built-in data, 60-iteration fine-tunes of the cached base
 detector, two at a time) with a budget that can decide: 6 sampled
-configurations, then the 2 best and the table's default confirmed with 6
-fresh seeds each (t intervals paired on the seeds, :mod:`tune.decision`). It ends with a
-winner or with the intervals that show there is none, and writes
+configurations, then the 2 best and the table's default confirmed with 5
+fresh seeds each (t intervals paired on the seeds, :mod:`tune.decision`). It
+ends with a winner or with the intervals that show there is none, and writes
 
 * ``benchmarks/results/search.json``: the raw record (command, machine, time,
   every search trial and confirmation run, the decision with its intervals);
 * ``benchmarks/results/search.md``: the search's summary (decision table,
   differences, trials).
 
-**Budget, 2 cores**, measured on 2026-12-07 (``search.json``): 6 + 3 × 6
-= 24 runs, two at a time, 12 rounds of about 5.5 min (a 60-iteration fine-tune
-of 3 stages at about 3.3 s an iteration, plus about 2 min of start-up,
-validation and logging), 69 min; the 1 200-iteration base detector, when not
-cached yet, 9-15 min alone (22 min in that run, beside a test). 92 min in all
-that time, about 80-85 on an idle machine: at the edge of 90, with nothing to
-spare. Options after the script's own go to ``tune/search.py`` and win
-over these (a dry run of the plumbing: ``--data-root DIR --max-iters 2
+**Budget, 2 cores**, measured on 2026-12-07, nothing beside it
+(``search.json``): 6 + 3 × 5 = 21 runs, two at a time, 11 rounds of 2-3.5
+min (a 60-iteration fine-tune of 3 stages at 1.3-2.7 s an iteration, plus
+about a minute of start-up, validation and logging), 34 min; the
+1 200-iteration base detector, when not cached yet, 16 min more: 47 min from
+a fresh machine. (6 seeds beside other work took 92 min: a loaded machine
+doubles the s/iter.) Options after the script's own go to ``tune/search.py``
+and win over these (a dry run of the plumbing: ``--data-root DIR --max-iters 2
 --num-samples 1 --confirm-seeds 2``).
 """
 
