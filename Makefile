@@ -20,12 +20,14 @@ search: setup
 	$(PY) benchmarks/search.py $(SEARCH_ARGS)
 
 # the browser test's Chromium (tools/setup_browser.sh): apt-get, as root, once.
-# Two test files at a time (pytest-xdist, a file's tests together, so its
-# module fixtures are built once): the end-to-end tests spend most of their
-# time starting processes one after another, which two cores overlap. Files
-# start longest first (tests/conftest.py, tests/module_seconds.json).
+# Three test files at a time (pytest-xdist, a file's tests together, so its
+# module fixtures are built once). The end-to-end tests spend most of their
+# time waiting on processes that start one after another: two at a time kept
+# 2 cores 49 % busy (measured), a third fills the gaps. More would put more
+# local Ray instances, each with its trainings, on one machine's memory.
+# Files start longest first (tests/conftest.py, tests/module_seconds.json).
 # TEST_WORKERS=0 runs them one at a time.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: setup
 	@bash tools/setup_browser.sh
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)

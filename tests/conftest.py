@@ -1,6 +1,6 @@
 """Shared fixtures, and the order in which test files start.
 
-``make test`` runs two files at a time (pytest-xdist, ``--dist loadscope``: a
+``make test`` runs three files at a time (pytest-xdist, ``--dist loadscope``: a
 file's tests on one worker, so its module fixtures are built once). Files
 start longest first, by the seconds ``tests/module_seconds.json`` records
 for them, so the last ones to start are short and the workers end together;

@@ -73,10 +73,31 @@ def test_train_step_and_predict(name, expected):
         assert len(pred.masks) == len(pred.scores) == len(pred.bboxes)
 
 
-def test_brefine_balancing_matches_rank_sort_values():
-    """λ_k·L_k takes the value of the Rank & Sort loss beside it (Eq. 5)."""
+def test_brefine_balancing_matches_rank_sort_values(monkeypatch):
+    """λ_k·L_k takes the value of the Rank & Sort loss beside it (Eq. 5), and the
+    mask head is trained by λ_3·∇L_3 alone: no gradient through λ_3 or the RS loss."""
+    import brefine.models.brefine_roi_head as roi_head
+    from brefine.ops.balancing import value_balanced
+
+    balanced = []
+
+    def recording(task_loss, rank_sort_value):
+        balanced.append((task_loss, rank_sort_value))
+        return value_balanced(task_loss, rank_sort_value)
+
+    monkeypatch.setattr(roi_head, "value_balanced", recording)
     model = build("brefine_tiny_synthetic")
     losses = losses_of(model, toy_batch(num_images=2, seed=2))
+    ((raw_mask, _),) = balanced  # the mask loss before balancing, with its graph
+    params = [p for p in model.roi_head.mask_head.parameters() if p.requires_grad]
+    got = torch.autograd.grad(losses["loss_mask"], params, retain_graph=True, allow_unused=True)
+    raw = torch.autograd.grad(raw_mask, params, retain_graph=True, allow_unused=True)
+    lam = (losses["loss_rank"] + losses["loss_sort"]).item() / raw_mask.item()
+    assert losses["mask_lambda"].item() == pytest.approx(lam, rel=1e-5)
+    pairs = [(g, r) for g, r in zip(got, raw) if r is not None]
+    assert pairs and all(g is not None for g, _ in pairs)
+    for g, r in pairs:
+        torch.testing.assert_close(g, lam * r, rtol=1e-4, atol=1e-9)
     rs_rpn = losses["loss_rpn_rank"] + losses["loss_rpn_sort"]
     assert losses["loss_rpn_bbox"].item() == pytest.approx(rs_rpn.item(), rel=1e-5)
     rs_roi = losses["loss_rank"] + losses["loss_sort"]

@@ -202,6 +202,23 @@ def environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def _local_system_config(startup_concurrency: Optional[int]) -> dict:
+    """The raylet settings of a local Ray.
+
+    Ray starts one idle worker process per CPU for the first driver, to have
+    them ready for its tasks; a run starts actors only, each in a process of
+    its own, so those processes were started and killed unused (about 2 s of
+    CPU each, at the moment a run starts).
+    """
+    config = {"prestart_worker_first_driver": False}
+    if startup_concurrency:
+        config["worker_maximum_startup_concurrency"] = startup_concurrency
+    return config
+
+
 def _init_ray(num_cpus: Optional[int], log: Callable[[str], None],
               startup_concurrency: Optional[int] = None) -> None:
     import ray
@@ -229,6 +246,9 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None],
     log(f"Ray: starting a local instance ({num_cpus or os.cpu_count()} CPUs, dashboard "
         f"http://127.0.0.1:{dashboard_port}, logs in {temp_dir}); this takes up to a minute")
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs_port}"
+    # one machine has no node to lose to preemption: no watcher actor (a process
+    # of its own) per Ray Train run
+    env[PREEMPTION_WATCHER_ENV] = "0"
     # read by the head's processes as they start, which inherit this environment
     ports = {"RAY_GCS_SERVER_PORT": gcs_port, "DASHBOARD_METRIC_PORT": _free_port(),
              "AUTOSCALER_METRIC_PORT": _free_port()}
@@ -238,8 +258,7 @@ def _init_ray(num_cpus: Optional[int], log: Callable[[str], None],
                  dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
                  runtime_env={"env_vars": env}, log_to_driver=False,
                  logging_level=logging.WARNING,
-                 _system_config=({"worker_maximum_startup_concurrency": startup_concurrency}
-                                 if startup_concurrency else None))
+                 _system_config=_local_system_config(startup_concurrency))
     _local_temp_dir = temp_dir
     atexit.register(_remove_local_temp_dir)
 

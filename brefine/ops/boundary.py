@@ -6,9 +6,11 @@ The boundary region is B = M − erode(M) with a square structuring element:
 iterations=width)`` and ``scipy.ndimage.binary_erosion(m, ones((3, 3)),
 iterations=width)``).
 
-Band width (Figure 6). The paper erodes "according to the label size": the
-width grows with the object, B(H, W) for a label of height H and width W. We
-use
+Band width (Figure 6). The paper erodes the mask "(iterated according to image
+size)" and captions Figure 6 "B(H, W) is the adaptive boundary are generated
+according to image size. The label's width and height are W and H". We read
+H and W as the label's (the object's) size, so the width grows with the
+object, and use
 
     width_i = max(1, round(ratio · √(H_i² + W_i²))),   ratio = 0.02 by default,
 
