@@ -110,7 +110,7 @@ def run_checkpoints(filesystem: Any, folder: str, latest: Any = None) -> list:
     fails to load in :func:`restore_intact`, which moves on to the next).
 
     ``filesystem``, ``folder``: a ``pyarrow.fs`` file system and the run's
-    folder on it (Ray's ``StorageContext.experiment_fs_path``).
+    folder on it (``<storage>/<Ray run name>``).
     ``latest``: Ray's own latest checkpoint, all there is when the folder
     cannot be listed (``[]`` without it).
     """

@@ -102,17 +102,6 @@ def test_an_unsafe_latest_checkpoint_is_refused_not_skipped(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-class Storage:
-    """What a worker's ``ray.train.get_context().get_storage()`` says of its run's folder."""
-
-    def __init__(self, folder):
-        self.storage_filesystem = pafs.LocalFileSystem()
-        self.experiment_fs_path = str(folder)
-
-    def get_storage(self):
-        return self
-
-
 def test_the_worker_restores_the_newest_checkpoint_its_run_wrote(run_folder, tmp_path,
                                                                  monkeypatch, capsys):
     import ray.train
@@ -121,20 +110,19 @@ def test_the_worker_restores_the_newest_checkpoint_its_run_wrote(run_folder, tmp
 
     # Ray's controller committed only iteration 2: the run was stopped (Ctrl-C) between
     # the upload of 4 and the controller's bookkeeping; 6 was cut short
-    monkeypatch.setattr(ray.train, "get_context", lambda: Storage(run_folder))
     monkeypatch.setattr(ray.train, "get_checkpoint",
                         lambda: Checkpoint(str(run_folder / NAMES[0]), pafs.LocalFileSystem()))
     other_run = write(tmp_path / "other" / NAMES[0], 8)
-    restored = _restore(tmp_path / "work", 0, resume_from=other_run)
+    restored = _restore(tmp_path / "work", 0, str(run_folder), resume_from=other_run)
     assert load_checkpoint_file(restored)["meta"]["iter"] == 4  # its own, not resume_from's
     assert str(run_folder / NAMES[2] / CHECKPOINT_FILE) in capsys.readouterr().err
     # ranks sharing a work dir restore side by side: neither rewrites the file the other loads
-    other_rank = _restore(tmp_path / "work", 1, resume_from=None)
+    other_rank = _restore(tmp_path / "work", 1, str(run_folder), resume_from=None)
     assert other_rank != restored and load_checkpoint_file(restored)["meta"]["iter"] == 4
 
     # a run of a new name (PBT exploiting another trial) starts from resume_from, or afresh
-    monkeypatch.setattr(ray.train, "get_context", lambda: Storage(tmp_path / "new-run"))
     monkeypatch.setattr(ray.train, "get_checkpoint", lambda: None)
-    assert load_checkpoint_file(_restore(tmp_path / "w2", 0, resume_from=other_run)
+    new_run = str(tmp_path / "new-run")
+    assert load_checkpoint_file(_restore(tmp_path / "w2", 0, new_run, resume_from=other_run)
                                 )["meta"]["iter"] == 8
-    assert _restore(tmp_path / "w3", 0, resume_from=None) is None
+    assert _restore(tmp_path / "w3", 0, new_run, resume_from=None) is None

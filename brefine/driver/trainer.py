@@ -32,14 +32,15 @@ def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[
     resources = {"CPU": run.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = run.gpus_per_worker
+    name = name or run.name
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=train_config,
+        train_loop_config={**train_config, "run_storage": f"{run.storage.rstrip('/')}/{name}"},
         torch_config=LoopbackTorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=run.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
-            name=name or run.name,
+            name=name,
             storage_path=run.storage,
             # a worker group that cannot be placed within the start timeout
             # ($RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, brefine.driver.ray_cluster)

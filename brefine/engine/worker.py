@@ -12,8 +12,11 @@ in the trainer's configs (:mod:`brefine.driver.trainer`), not here.
     log_to_file: send this worker's stdout and stderr to
         ``<work_dir>/<run_name>/worker-rank<r>.log`` instead of the driver's
         terminal.
-    resume_from: None, or a ``ray.train.Checkpoint`` to start from when Ray
-        has none of this run's own (a PBT trial taking over another's).
+    run_storage: the Ray run's folder, ``<storage>/<Ray run name>`` (a path
+        or URI; :func:`brefine.driver.trainer.build_trainer` adds it), whose
+        checkpoints a run resumes from.
+    resume_from: None, or a ``ray.train.Checkpoint`` to start from when the
+        run has none of its own (a PBT trial taking over another's).
     seed: random seed.
     trust_checkpoints: load checkpoints without the safe-types restriction.
     mlflow: None, or dict(tracking_uri, run_id, params, hyperparameter_metrics):
@@ -55,15 +58,16 @@ def _log_to_file(path: Path) -> None:
     os.close(fd)
 
 
-def _restore(work_dir: Path, rank: int, resume_from: Any = None,
+def _restore(work_dir: Path, rank: int, run_storage: str, resume_from: Any = None,
              trust: bool = False) -> Optional[Path]:
     """The checkpoint to start from, copied into this rank's own folder, or None.
 
     Each rank has its own copy: ranks sharing a work dir (one machine, or a
     shared file system) would otherwise write the file while another loads it.
 
-    The run's own checkpoints come first: those in its Ray storage folder (a
-    restarted worker group, or the run started again under its name), newest
+    The run's own checkpoints come first: those in its Ray storage folder
+    ``run_storage`` (a restarted worker group, or the run started again under
+    its name), newest
     first, whether or not Ray had committed the last one
     (:func:`brefine.checkpoints.run_checkpoints`); then ``resume_from`` (a
     Tune checkpoint: PBT exploiting another trial starts a run of a new
@@ -74,11 +78,12 @@ def _restore(work_dir: Path, rank: int, resume_from: Any = None,
     Raises:
         CheckpointError: no candidate can be read, or one holds unsafe types.
     """
+    import pyarrow.fs as pafs
     import ray.train
 
-    storage = ray.train.get_context().get_storage()
-    candidates = run_checkpoints(storage.storage_filesystem, storage.experiment_fs_path,
-                                 latest=ray.train.get_checkpoint())
+    # resolved as Ray resolves its storage_path (pyarrow, credentials from the environment)
+    filesystem, folder = pafs.FileSystem.from_uri(run_storage)
+    candidates = run_checkpoints(filesystem, folder, latest=ray.train.get_checkpoint())
     if not candidates and resume_from is not None:
         candidates = [resume_from]
     if not candidates:
@@ -154,7 +159,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     work_dir = Path(config["work_dir"]) / config["run_name"]
     cfg = _runner_config(config, world_size, work_dir)
 
-    restored = _restore(work_dir, rank, config.get("resume_from"),
+    restored = _restore(work_dir, rank, config["run_storage"], config.get("resume_from"),
                         config.get("trust_checkpoints", False))
     if restored is not None:
         cfg.load_from = str(restored)
