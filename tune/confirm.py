@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Sequence
 
+from brefine.driver.options import run_folder
+
 from .decision import Confirmed
 from .names import CONFIRMS_KEY, COST_METRICS
 from .selection import Candidate
@@ -91,5 +93,5 @@ def run_confirmation(args, search, chosen: Sequence[Candidate], metric: str, max
                 name=name, storage_path=search.storage, callbacks=callbacks, verbose=QUIET,
                 checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1)))
 
-    return fit_experiment(f"{search.storage.rstrip('/')}/{name}", stage, param_space, build,
+    return fit_experiment(run_folder(search.storage, name), stage, param_space, build,
                           "if-present" if args.resume else "never")

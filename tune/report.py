@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from brefine.configs import HYPERPARAMETERS
+from brefine.driver.options import run_folder
 
 from .names import CONFIRMS_KEY, COST_METRICS, child_name
 
@@ -174,4 +175,4 @@ def write_beside_results(storage: str, search: str, files: dict[str, bytes]) -> 
     for name, data in files.items():
         with fs.open_output_stream(f"{folder}/{name}") as out:
             out.write(data)
-    return f"{storage.rstrip('/')}/{search}"
+    return run_folder(storage, search)

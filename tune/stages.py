@@ -14,7 +14,7 @@ from typing import Any
 from mmengine.config import Config
 
 from brefine.configs import HYPERPARAMETERS
-from brefine.driver.options import RunOptions
+from brefine.driver.options import RunOptions, run_folder
 
 from .confirm import confirmed, run_confirmation
 from .decision import decide
@@ -129,7 +129,7 @@ def fit_search(args: argparse.Namespace, search: RunOptions, cfg: Config, space:
                 name=search.name, storage_path=search.storage, callbacks=callbacks,
                 verbose=QUIET, checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=2)))
 
-    return fit_experiment(f"{search.storage.rstrip('/')}/{search.name}", stage, param_space,
+    return fit_experiment(run_folder(search.storage, search.name), stage, param_space,
                           build, "require" if args.resume else "never")
 
 

@@ -161,6 +161,11 @@ def check_scale(num_workers: int, gpus_per_worker: float, cpus_per_worker: Optio
             raise ConfigError(message)
 
 
+def run_folder(storage: str, name: str) -> str:
+    """Where Ray keeps the run (or Tune experiment) ``name`` of ``storage``: a path or URI."""
+    return f"{storage.rstrip('/')}/{name}"
+
+
 def resolve_storage(storage: Optional[str], work_dir: Path) -> str:
     """Ray needs an absolute local path or a URI; default: <work dir>/ray_results.
 

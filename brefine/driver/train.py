@@ -15,7 +15,7 @@ from brefine.tracking.registry import register_model
 from brefine.tracking.runs import (connect, environment_tags, log_dataset_inputs, open_run,
                                    storage_uri)
 
-from .options import RunOptions
+from .options import RunOptions, run_folder
 from .ray_cluster import ResourceWaitWatcher, start_ray
 from .trainer import build_trainer, describe_failure, fit_in_background
 
@@ -74,7 +74,7 @@ def train(run: RunOptions, cfg: Config, description: str = "",
             log(f"{'continuing' if continued else 'training'} {Path(run.config).stem} as "
                 f"'{run.name}' on {run.num_workers} worker(s); worker log "
                 f"{worker_log_path(run.work_dir, run.name, 0)}; checkpoints in "
-                f"{run.storage}/{run.name}")
+                f"{run_folder(run.storage, run.name)}")
             try:
                 with ResourceWaitWatcher():
                     result = fit_in_background(trainer)

@@ -11,7 +11,7 @@ from typing import Any, Optional, Sequence
 
 from brefine.engine.worker import train_loop_per_worker
 
-from .options import RunOptions
+from .options import RunOptions, run_folder
 
 
 def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[str] = None,
@@ -35,7 +35,7 @@ def build_trainer(run: RunOptions, train_config: dict[str, Any], name: Optional[
     name = name or run.name
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={**train_config, "run_storage": f"{run.storage.rstrip('/')}/{name}"},
+        train_loop_config={**train_config, "run_storage": run_folder(run.storage, name)},
         torch_config=LoopbackTorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=run.num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources),
